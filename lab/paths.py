@@ -1,0 +1,30 @@
+"""Where data, runs and results live: from the package location or the environment, never the cwd."""
+
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+EXPERIMENTS_DIR = ROOT / "experiments"
+
+
+def _choose(override: str | Path | None, env: str, default: Path) -> Path:
+    if override:
+        return Path(override).expanduser().resolve()
+    if os.environ.get(env):
+        return Path(os.environ[env]).expanduser().resolve()
+    return default
+
+
+def data_dir(override: str | Path | None = None) -> Path:
+    """Dataset root: --data-dir, else LAB_DATA_DIR, else data/ in the project."""
+    return _choose(override, "LAB_DATA_DIR", ROOT / "data")
+
+
+def runs_dir(override: str | Path | None = None) -> Path:
+    """Run folders: --runs-dir, else LAB_RUNS_DIR, else experiments/runs/."""
+    return _choose(override, "LAB_RUNS_DIR", EXPERIMENTS_DIR / "runs")
+
+
+def results_dir(override: str | Path | None = None) -> Path:
+    """Result tables: --results-dir, else LAB_RESULTS_DIR, else experiments/results/."""
+    return _choose(override, "LAB_RESULTS_DIR", EXPERIMENTS_DIR / "results")

@@ -1,0 +1,87 @@
+"""Run folders -> result tables (CSV): one row per sweep cell, and one row per epoch."""
+
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from lab.config import flatten
+from lab.sweep import CONFIG_FILE, DEFAULT_PROFILE, HISTORY_FILE, METRICS_FILE, Sweep, write_atomic
+
+# the columns a reader looks at first; the config and environment follow
+LEAD_COLUMNS = ["sweep", "profile", "group", "label", "run_id", "task", "model.preset",
+                "train_accuracy", "test_accuracy", "train_loss", "test_loss", "train_mse", "test_mse",
+                "train_seconds", "parameters", "epochs", "seed"]
+
+
+def read_run(folder: Path) -> dict | None:
+    """A finished run's config, metrics and history, or None when it is not finished or cannot be read."""
+    try:
+        metrics = json.loads((folder / METRICS_FILE).read_text())
+        config = json.loads((folder / CONFIG_FILE).read_text())
+        history = json.loads((folder / HISTORY_FILE).read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as error:
+        print(f"warning: skipping unreadable run {folder}: {error}", file=sys.stderr)
+        return None
+    return {"config": config, "metrics": metrics, "history": history}
+
+
+def _cell(value):
+    return json.dumps(value) if isinstance(value, (list, dict)) else value  # lists (channels) as JSON text
+
+
+def sweep_tables(sweep: Sweep, runs_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(runs table, per-epoch history table) of a sweep's finished runs, in sweep order."""
+    rows, epochs = [], []
+    cache: dict[str, dict | None] = {}
+    for run in sweep.runs:
+        if run.run_id not in cache:
+            cache[run.run_id] = read_run(Path(runs_dir) / run.run_id)
+        found = cache[run.run_id]
+        if found is None:
+            continue
+        row = {"sweep": sweep.name, "profile": sweep.profile, "group": run.group, "label": run.label,
+               "run_id": run.run_id}
+        row |= {k: _cell(v) for k, v in flatten(found["config"]).items()}
+        row |= {k: _cell(v) for k, v in found["metrics"].items() if k not in row}
+        rows.append(row)
+    for rid, found in cache.items():
+        if found is not None:
+            epochs += [{"sweep": sweep.name, "run_id": rid, **epoch} for epoch in found["history"]]
+    table = pd.DataFrame(rows)
+    if not table.empty:
+        lead = [c for c in LEAD_COLUMNS if c in table.columns]
+        table = table[lead + [c for c in table.columns if c not in lead]]
+    return table, pd.DataFrame(epochs)
+
+
+def table_paths(results_dir: Path, name: str, profile: str = DEFAULT_PROFILE) -> tuple[Path, Path]:
+    """Where a sweep's runs table and history table live: <name>.csv, or <name>-<profile>.csv for other profiles."""
+    stem = name if profile == DEFAULT_PROFILE else f"{name}-{profile}"
+    return Path(results_dir) / f"{stem}.csv", Path(results_dir) / f"{stem}_history.csv"
+
+
+def write_tables(sweep: Sweep, runs_dir: Path, results_dir: Path) -> tuple[pd.DataFrame, Path] | None:
+    """Rebuild a sweep's tables from its run folders; None (tables left alone) when none of its runs is finished."""
+    table, history = sweep_tables(sweep, runs_dir)
+    if table.empty:
+        return None
+    results_dir = Path(results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    runs_path, history_path = table_paths(results_dir, sweep.name, sweep.profile)
+    write_atomic(history_path, lambda p: history.to_csv(p, index=False, float_format="%.6g"))
+    write_atomic(runs_path, lambda p: table.to_csv(p, index=False, float_format="%.6g"))
+    return table, runs_path
+
+
+def summary(table: pd.DataFrame) -> str:
+    """One line on a sweep's best run."""
+    if "test_accuracy" in table:
+        best = table.loc[table["test_accuracy"].idxmax()]
+        return (f"best test_accuracy {best['test_accuracy']:.4f} ({best['run_id']}, {best['label'] or 'base'}, "
+                f"{best['train_seconds']:.0f}s)")
+    best = table.loc[table["test_mse"].idxmin()]
+    return f"best test_mse {best['test_mse']:.5f} ({best['run_id']}, {best['label'] or 'base'})"

@@ -1,0 +1,243 @@
+"""Sweep files (TOML) -> validated run configs; run them into content-named folders, skipping finished runs."""
+
+import itertools
+import json
+import os
+import re
+import tempfile
+import time
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+
+from lab.config import (TASKS, ConfigError, RunConfig, apply_overrides, canonical_json, default_config, flatten,
+                        run_id, to_dict)
+from lab.data import Dataset, load_dataset
+from lab.models import build_model
+from lab.train import environment, fit
+
+SWEEP_KEYS = {"name", "task", "description", "base", "grid", "profiles"}
+PROFILE_KEYS = {"description", "base", "grid"}
+DEFAULT_PROFILE = "default"
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+# the files of a run folder; metrics.json is written last, and its presence means the run is done
+CONFIG_FILE, WEIGHTS_FILE, HISTORY_FILE, METRICS_FILE = "config.json", "weights.safetensors", "history.json", "metrics.json"
+
+
+class SweepError(ValueError):
+    """A sweep file that cannot be run; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class SweepRun:
+    group: str  # the [[grid]] table it came from (its `group` key), e.g. "norm" in an ablation
+    label: str  # the grid values that made it, e.g. "model.norm=layer seed=1"
+    config: RunConfig
+
+    @property
+    def run_id(self) -> str:
+        return run_id(self.config)
+
+
+@dataclass(frozen=True)
+class Sweep:
+    name: str
+    task: str
+    description: str
+    path: Path
+    profile: str
+    profiles: tuple[str, ...]
+    runs: tuple[SweepRun, ...]
+
+    def unique_runs(self) -> list[SweepRun]:
+        """Each distinct config once (one config may stand in several groups)."""
+        seen: dict[str, SweepRun] = {}
+        for run in self.runs:
+            seen.setdefault(run.run_id, run)
+        return list(seen.values())
+
+
+def _grids(value: Any, where: str, fail: Callable[[str], SweepError]) -> list[dict]:
+    """[grid] (one table) or [[grid]] (several) as a list of tables; none means one run of the base."""
+    if value is None:
+        return [{}]
+    grids = [value] if isinstance(value, dict) else value
+    if not isinstance(grids, list) or not all(isinstance(g, dict) for g in grids):
+        raise fail(f"{where}: must be a table [grid] or an array of tables [[grid]]")
+    if not grids:
+        raise fail(f"{where}: empty grid list: nothing to run")
+    return grids
+
+
+def _label(point: dict[str, Any]) -> str:
+    return " ".join(f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in point.items())
+
+
+def _expand(path: Path, task: str, base: dict, grid_value: Any, where: str) -> list[SweepRun]:
+    def fail(message: str) -> SweepError:
+        return SweepError(f"{path}: {message}")
+
+    runs: list[SweepRun] = []
+    checked_models: set[str] = set()
+    for g, grid in enumerate(_grids(grid_value, where, fail)):
+        grid_where = f"{where}[{g}]" if isinstance(grid_value, list) else where
+        grid = dict(grid)
+        group = grid.pop("group", "")
+        if not isinstance(group, str):
+            raise fail(f"{grid_where}.group: expected a string, got {group!r}")
+        axes = flatten(grid)
+        for key, values in axes.items():
+            if key == "task":
+                raise fail(f"{grid_where}.task: the task is set once, at the top of the file")
+            if not isinstance(values, list):
+                raise fail(f"{grid_where}.{key}: expected a list of values to sweep, got {values!r}")
+            if not values:
+                raise fail(f"{grid_where}.{key}: empty list: the grid has no runs")
+        for combo in itertools.product(*axes.values()):
+            point = dict(zip(axes, combo))
+            try:
+                cfg = apply_overrides(default_config(task), base | point)
+                model_key = json.dumps(to_dict(cfg.model), sort_keys=True)
+                if model_key not in checked_models:  # impossible shapes fail here, before any training
+                    build_model(cfg)
+                    checked_models.add(model_key)
+            except ConfigError as error:
+                origin = grid_where if str(error).split(":")[0] in point else where.replace("grid", "base")
+                raise fail(f"{origin}: {error}") from None
+            runs.append(SweepRun(group, _label(point), cfg))
+    return runs
+
+
+def load_sweep(path: str | Path, profile: str = DEFAULT_PROFILE) -> Sweep:
+    """Read and validate a sweep file (every profile of it) and expand the chosen profile into runs."""
+    path = Path(path)
+
+    def fail(message: str) -> SweepError:
+        return SweepError(f"{path}: {message}")
+
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise fail("no such sweep file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise fail(f"cannot read: {error}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise fail(f"TOML syntax error: {error}") from None
+    unknown = set(doc) - SWEEP_KEYS
+    if unknown:
+        raise fail(f"{sorted(unknown)[0]}: unknown key (allowed: {', '.join(sorted(SWEEP_KEYS))})")
+    name, task = doc.get("name"), doc.get("task")
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise fail(f"name: needs a name of lowercase letters, digits, '_' and '-', got {name!r}")
+    if task not in TASKS:
+        raise fail(f"task: expected one of {', '.join(TASKS)}, got {task!r}")
+    description = doc.get("description", "")
+    if not isinstance(description, str):
+        raise fail(f"description: expected a string, got {description!r}")
+    base = doc.get("base", {})
+    if not isinstance(base, dict):
+        raise fail("base: must be a table [base]")
+    profiles = doc.get("profiles", {})
+    if not isinstance(profiles, dict) or not all(isinstance(p, dict) for p in profiles.values()):
+        raise fail("profiles: must hold tables, e.g. [profiles.full.base]")
+    if DEFAULT_PROFILE in profiles:
+        raise fail(f"profiles.{DEFAULT_PROFILE}: the top-level base and grid are the default profile")
+    flat_base = flatten(base)
+    if "task" in flat_base:
+        raise fail("base.task: the task is set once, at the top of the file")
+
+    expanded: dict[str, list[SweepRun]] = {DEFAULT_PROFILE: _expand(path, task, flat_base, doc.get("grid"), "grid")}
+    for pname, prof in profiles.items():
+        where = f"profiles.{pname}"
+        if not NAME_PATTERN.match(pname):
+            raise fail(f"{where}: profile names use lowercase letters, digits, '_' and '-'")
+        bad = set(prof) - PROFILE_KEYS
+        if bad:
+            raise fail(f"{where}.{sorted(bad)[0]}: unknown key (allowed: {', '.join(sorted(PROFILE_KEYS))})")
+        if not isinstance(prof.get("base", {}), dict):
+            raise fail(f"{where}.base: must be a table")
+        prof_base = flat_base | flatten(prof.get("base", {}))
+        expanded[pname] = _expand(path, task, prof_base, prof.get("grid", doc.get("grid")), f"{where}.grid")
+    if profile not in expanded:
+        raise fail(f"no profile {profile!r} (this file has: {', '.join(expanded)})")
+    return Sweep(name, task, description, path, profile, tuple(expanded), tuple(expanded[profile]))
+
+
+def check_unique_names(sweeps: list[Sweep]) -> None:
+    """Two sweep files with one name would write one table: refuse before anything runs."""
+    seen: dict[str, Path] = {}
+    for sweep in sweeps:
+        if sweep.name in seen and seen[sweep.name] != sweep.path:
+            raise SweepError(f"{sweep.path}: name: {sweep.name!r} is also the name of {seen[sweep.name]}")
+        seen[sweep.name] = sweep.path
+
+
+def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """Write through a temp file in the same folder, then rename: a reader sees the old file or the new one."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data: Any) -> None:
+    """JSON, atomically."""
+    write_atomic(path, lambda p: p.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8"))
+
+
+def is_done(folder: Path) -> bool:
+    """A run is done when its metrics file, written last, exists."""
+    return (folder / METRICS_FILE).is_file()
+
+
+def train_run(cfg: RunConfig, runs_dir: Path, dataset: Dataset, device: torch.device | str, progress: bool = True,
+              log: Callable[[str], None] = print) -> dict:
+    """Train one config into runs_dir/<run id>/: config, weights, history, then metrics (the 'done' mark)."""
+    folder = Path(runs_dir) / run_id(cfg)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / METRICS_FILE).unlink(missing_ok=True)
+    write_json(folder / CONFIG_FILE, json.loads(canonical_json(cfg)))
+    result = fit(cfg, dataset, device, progress=progress, log=log)
+    state = {k: v.detach().cpu().contiguous() for k, v in result.model.state_dict().items()}
+    write_atomic(folder / WEIGHTS_FILE, lambda p: save_file(state, str(p), metadata={"run_id": run_id(cfg)}))
+    write_json(folder / HISTORY_FILE, result.history)
+    metrics = {"run_id": run_id(cfg), "task": cfg.task, **result.metrics, **environment(torch.device(device)),
+               "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    write_json(folder / METRICS_FILE, metrics)
+    return metrics
+
+
+def datasets_for(runs: list[SweepRun], data_dir: Path) -> dict[str, Dataset]:
+    """Load every dataset the runs need, before any training (a missing dataset fails first)."""
+    return {name: load_dataset(name, data_dir) for name in sorted({r.config.data.dataset for r in runs})}
+
+
+def run_sweep(sweep: Sweep, runs_dir: Path, datasets: dict[str, Dataset], device: torch.device | str,
+              progress: bool = True, log: Callable[[str], None] = print) -> dict[str, int]:
+    """Train the sweep's unfinished runs; returns counts of trained and skipped runs."""
+    runs = sweep.unique_runs()
+    todo = [r for r in runs if not is_done(runs_dir / r.run_id)]
+    log(f"sweep {sweep.name} ({sweep.profile}): {len(runs)} runs, {len(runs) - len(todo)} already done, "
+        f"{len(todo)} to train -> {runs_dir}")
+    started = time.perf_counter()
+    for i, run in enumerate(todo, 1):
+        elapsed = time.perf_counter() - started
+        eta = f", about {elapsed / (i - 1) * (len(todo) - i + 1) / 60:.1f} min left" if i > 1 else ""
+        log(f"[{sweep.name} {i}/{len(todo)}{eta}] {run.run_id}  {run.group + ': ' if run.group else ''}{run.label}")
+        metrics = train_run(run.config, runs_dir, datasets[run.config.data.dataset], device, progress, log)
+        headline = (f"test_accuracy {metrics['test_accuracy']:.4f}" if sweep.task == "classifier"
+                    else f"test_mse {metrics['test_mse']:.5f}")
+        log(f"  done: {headline}  train_seconds {metrics['train_seconds']:.1f}")
+    return {"trained": len(todo), "skipped": len(runs) - len(todo)}

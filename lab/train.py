@@ -1,0 +1,203 @@
+"""Fit and evaluate loops over in-memory tensors; they return the model and plain dicts of metrics."""
+
+import platform
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from lab.config import RunConfig, TrainConfig
+from lab.data import Dataset, Split, normalize, ordered_batches, random_affine, shuffled_batches, to_float
+from lab.models import build_model, count_parameters
+from lab.paths import ROOT
+
+EVAL_BATCH = 256  # images per evaluation step: small enough to stay in cache on a CPU
+
+
+@dataclass
+class FitResult:
+    model: nn.Module
+    metrics: dict  # final numbers: accuracies or MSE, losses, seconds, parameters
+    history: list[dict]  # one dict per epoch
+
+
+def pick_device(name: str | None = None) -> torch.device:
+    """The given device, else cuda, else mps, else cpu."""
+    if name:
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def environment(device: torch.device) -> dict:
+    """What produced a result: versions, device, threads, the project's git commit."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                                timeout=5).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    return {
+        "torch_version": torch.__version__,
+        "device": str(device) if device.type != "cuda" else f"cuda ({torch.cuda.get_device_name(device)})",
+        "threads": torch.get_num_threads(),
+        "python_version": platform.python_version(),
+        "machine": platform.machine(),
+        "git_commit": commit,
+    }
+
+
+def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Adam, AdamW (decoupled weight decay) or SGD with Nesterov momentum."""
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
+    """(scheduler or None, whether it steps per batch rather than per epoch)."""
+    if cfg.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, epochs=cfg.epochs,
+                                                   steps_per_epoch=steps_per_epoch), True
+    if cfg.schedule == "exponential":
+        return torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_decay), False
+    return None, False
+
+
+class Batcher:
+    """Turns index batches of a uint8 split into model inputs: float, augmented if asked, normalised if asked."""
+
+    def __init__(self, cfg: RunConfig, dataset: Dataset, device: torch.device, generator: torch.Generator):
+        self.data, self.device, self.generator = cfg.data, device, generator
+        self.mean, self.std = dataset.mean, dataset.std
+        self.standardise = cfg.task == "classifier"  # classifiers see standardised pixels, autoencoders [0, 1]
+        self.channels_last = cfg.task == "classifier" and device.type != "mps"
+
+    def __call__(self, images: torch.Tensor, augment: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """(model input, [0, 1] target image) for a (B, 28, 28) uint8 batch."""
+        x = to_float(images)  # (B, 1, 28, 28)
+        if augment and self.data.augment:
+            x = random_affine(x, self.generator, self.data.rotate, self.data.scale, self.data.translate)
+        target = x
+        if self.standardise:
+            x = normalize(x, self.mean, self.std)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, target
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, split: Split, batcher: Batcher, task: str) -> dict:
+    """Mean loss and accuracy (classifier) or mean squared error per pixel (autoencoder) over a split."""
+    model.eval()
+    loss_sum = torch.zeros((), device=batcher.device, dtype=torch.float64)
+    correct = torch.zeros((), device=batcher.device, dtype=torch.long)
+    for idx in ordered_batches(len(split), EVAL_BATCH, split.images.device):
+        x, target = batcher(split.images[idx], augment=False)
+        out = model(x)
+        if task == "classifier":
+            loss_sum += F.cross_entropy(out, split.labels[idx], reduction="sum").double()
+            correct += (out.argmax(1) == split.labels[idx]).sum()
+        else:
+            loss_sum += F.mse_loss(out, target, reduction="sum").double() / target[0].numel()
+    n = len(split)
+    if task == "classifier":
+        return {"loss": loss_sum.item() / n, "accuracy": correct.item() / n}
+    return {"mse": loss_sum.item() / n}
+
+
+def fit(cfg: RunConfig, dataset: Dataset, device: torch.device | str = "cpu", progress: bool = True,
+        log: Callable[[str], None] = print) -> FitResult:
+    """Train the model a run config describes on a dataset, evaluating on its test split after every epoch."""
+    device = torch.device(device)
+    torch.manual_seed(cfg.seed)  # model init and dropout
+    generator = torch.Generator().manual_seed(cfg.seed)  # shuffling and augmentation
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    train, test = dataset.train.head(cfg.data.train_limit).to(device), dataset.test.to(device)
+    model = build_model(cfg).to(device)
+    batcher = Batcher(cfg, dataset, device, generator)
+    if batcher.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    task = cfg.task
+    history: list[dict] = []
+    train_seconds = 0.0
+    start = time.perf_counter()
+
+    if task == "autoencoder" and cfg.model.arch == "pca":
+        t0 = time.perf_counter()
+        model.fit(batcher(train.images, augment=False)[1])  # closed form, on [0, 1] pixels
+        train_seconds = time.perf_counter() - t0
+        history.append({"epoch": 1, "train_mse": evaluate(model, train, batcher, task)["mse"],
+                        "test_mse": evaluate(model, test, batcher, task)["mse"], "lr": 0.0,
+                        "epoch_seconds": train_seconds})
+    else:
+        optimizer = make_optimizer(model.parameters(), cfg.train)
+        steps = -(-len(train) // cfg.train.batch_size)
+        scheduler, per_batch = make_scheduler(optimizer, cfg.train, steps)
+        for epoch in range(1, cfg.train.epochs + 1):
+            model.train()
+            t0 = time.perf_counter()
+            loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+            correct = torch.zeros((), device=device, dtype=torch.long)
+            lr = optimizer.param_groups[0]["lr"]
+            bar = tqdm(shuffled_batches(len(train), cfg.train.batch_size, generator), desc=f"epoch {epoch}",
+                       leave=False, disable=not progress, unit="batch", mininterval=0.5)
+            for step, idx in enumerate(bar):
+                idx = idx.to(device)
+                x, target = batcher(train.images[idx], augment=True)
+                out = model(x)
+                if task == "classifier":
+                    labels = train.labels[idx]
+                    loss = F.cross_entropy(out, labels)
+                    correct += (out.detach().argmax(1) == labels).sum()
+                else:
+                    loss = F.mse_loss(out, target)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                if per_batch:
+                    scheduler.step()
+                loss_sum += loss.detach().double() * len(idx)
+                if progress and step % 20 == 0:
+                    bar.set_postfix(loss=f"{loss.item():.4f}")
+            if scheduler is not None and not per_batch:
+                scheduler.step()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            epoch_seconds = time.perf_counter() - t0
+            train_seconds += epoch_seconds
+            row = {"epoch": epoch}
+            if task == "classifier":
+                row |= {"train_loss": loss_sum.item() / len(train), "train_accuracy": correct.item() / len(train)}
+                test_metrics = evaluate(model, test, batcher, task)
+                row |= {"test_loss": test_metrics["loss"], "test_accuracy": test_metrics["accuracy"]}
+            else:
+                row |= {"train_mse": loss_sum.item() / len(train),
+                        "test_mse": evaluate(model, test, batcher, task)["mse"]}
+            row |= {"lr": lr, "epoch_seconds": epoch_seconds}
+            history.append(row)
+            log(f"  epoch {epoch}/{cfg.train.epochs}  " + "  ".join(
+                f"{k} {v:.4f}" for k, v in row.items() if k.startswith(("train_", "test_"))) + f"  {epoch_seconds:.1f}s")
+
+    # Final numbers: the training split re-measured in eval mode (no dropout, no augmentation), and the test split.
+    final_train = evaluate(model, train, batcher, task)
+    metrics = {f"train_{k}": v for k, v in final_train.items()}
+    metrics |= {k: v for k, v in history[-1].items() if k.startswith("test_")}
+    metrics |= {
+        "train_seconds": train_seconds,
+        "total_seconds": time.perf_counter() - start,
+        "parameters": count_parameters(model),
+        "epochs": len(history),
+        "train_images": len(train),
+    }
+    return FitResult(model.to(memory_format=torch.contiguous_format), metrics, history)
