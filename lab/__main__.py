@@ -3,7 +3,6 @@
 import argparse
 import sys
 import tomllib
-from pathlib import Path
 
 from lab import paths
 from lab.config import ConfigError, apply_overrides, default_config, run_id

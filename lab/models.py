@@ -109,7 +109,8 @@ class ConvAutoencoder(nn.Module):
         widths = (1, *cfg.channels)
         enc: list[nn.Module] = []
         for c_in, c_out in zip(widths, widths[1:]):
-            enc += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), norm_layer(cfg.norm, c_out), activation(cfg.activation)]
+            enc += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), norm_layer(cfg.norm, c_out),
+                    activation(cfg.activation)]
         flat = widths[-1] * sizes[-1] ** 2
         self.encoder = nn.Sequential(*enc, nn.Flatten(), nn.Linear(flat, cfg.latent_dim))  # (B, latent_dim)
         dec: list[nn.Module] = [nn.Linear(cfg.latent_dim, flat), activation(cfg.activation),

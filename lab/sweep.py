@@ -9,15 +9,24 @@ import time
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import save_file
 
-from lab.config import (TASKS, ConfigError, RunConfig, apply_overrides, canonical_json, default_config, flatten,
-                        run_id, to_dict)
+from lab.config import (
+    TASKS,
+    ConfigError,
+    RunConfig,
+    apply_overrides,
+    canonical_json,
+    default_config,
+    flatten,
+    run_id,
+    to_dict,
+)
 from lab.data import Dataset, load_dataset
 from lab.models import build_model
 from lab.train import environment, fit
@@ -27,7 +36,8 @@ PROFILE_KEYS = {"description", "base", "grid"}
 DEFAULT_PROFILE = "default"
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 # the files of a run folder; metrics.json is written last, and its presence means the run is done
-CONFIG_FILE, WEIGHTS_FILE, HISTORY_FILE, METRICS_FILE = "config.json", "weights.safetensors", "history.json", "metrics.json"
+CONFIG_FILE, WEIGHTS_FILE = "config.json", "weights.safetensors"
+HISTORY_FILE, METRICS_FILE = "history.json", "metrics.json"
 
 
 class SweepError(ValueError):
@@ -90,15 +100,15 @@ def _expand(path: Path, task: str, base: dict, grid_value: Any, where: str) -> l
         grid = dict(grid)
         group = grid.pop("group", "")
         if not isinstance(group, str):
-            raise fail(f"{grid_where}.group: expected a string, got {group!r}")
+            raise fail(f"{grid_where}: group: expected a string, got {group!r}")
         axes = flatten(grid)
         for key, values in axes.items():
             if key == "task":
-                raise fail(f"{grid_where}.task: the task is set once, at the top of the file")
+                raise fail(f"{grid_where}: task: the task is set once, at the top of the file")
             if not isinstance(values, list):
-                raise fail(f"{grid_where}.{key}: expected a list of values to sweep, got {values!r}")
+                raise fail(f"{grid_where}: {key}: expected a list of values to sweep, got {values!r}")
             if not values:
-                raise fail(f"{grid_where}.{key}: empty list: the grid has no runs")
+                raise fail(f"{grid_where}: {key}: empty list: the grid has no runs")
         for combo in itertools.product(*axes.values()):
             point = dict(zip(axes, combo))
             try:
@@ -214,7 +224,7 @@ def train_run(cfg: RunConfig, runs_dir: Path, dataset: Dataset, device: torch.de
     write_atomic(folder / WEIGHTS_FILE, lambda p: save_file(state, str(p), metadata={"run_id": run_id(cfg)}))
     write_json(folder / HISTORY_FILE, result.history)
     metrics = {"run_id": run_id(cfg), "task": cfg.task, **result.metrics, **environment(torch.device(device)),
-               "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+               "finished_at": datetime.now(UTC).isoformat(timespec="seconds")}
     write_json(folder / METRICS_FILE, metrics)
     return metrics
 

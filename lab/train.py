@@ -151,7 +151,7 @@ def fit(cfg: RunConfig, dataset: Dataset, device: torch.device | str = "cpu", pr
             correct = torch.zeros((), device=device, dtype=torch.long)
             lr = optimizer.param_groups[0]["lr"]
             bar = tqdm(shuffled_batches(len(train), cfg.train.batch_size, generator), desc=f"epoch {epoch}",
-                       leave=False, disable=not progress, unit="batch", mininterval=0.5)
+                       leave=False, disable=None if progress else True, unit="batch", mininterval=0.5)
             for step, idx in enumerate(bar):
                 idx = idx.to(device)
                 x, target = batcher(train.images[idx], augment=True)
@@ -186,8 +186,8 @@ def fit(cfg: RunConfig, dataset: Dataset, device: torch.device | str = "cpu", pr
                         "test_mse": evaluate(model, test, batcher, task)["mse"]}
             row |= {"lr": lr, "epoch_seconds": epoch_seconds}
             history.append(row)
-            log(f"  epoch {epoch}/{cfg.train.epochs}  " + "  ".join(
-                f"{k} {v:.4f}" for k, v in row.items() if k.startswith(("train_", "test_"))) + f"  {epoch_seconds:.1f}s")
+            numbers = "  ".join(f"{k} {v:.4f}" for k, v in row.items() if k.startswith(("train_", "test_")))
+            log(f"  epoch {epoch}/{cfg.train.epochs}  {numbers}  {epoch_seconds:.1f}s")
 
     # Final numbers: the training split re-measured in eval mode (no dropout, no augmentation), and the test split.
     final_train = evaluate(model, train, batcher, task)

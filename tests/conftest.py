@@ -1,0 +1,65 @@
+"""Shared fixtures: the real MNIST (from LAB_DATA_DIR, data/ or ../shared/datasets) and tiny sweep files."""
+
+from pathlib import Path
+
+import pytest
+
+from lab import paths
+from lab.data import DataError, load_dataset
+
+SHARED = paths.ROOT.parent / "shared" / "datasets"
+
+
+def _data_root() -> Path | None:
+    for root in (paths.data_dir(), SHARED):
+        if (root / "MNIST" / "raw" / "t10k-images-idx3-ubyte").exists() or \
+                (root / "MNIST" / "raw" / "t10k-images-idx3-ubyte.gz").exists():
+            return root
+    return None
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    root = _data_root()
+    if root is None:
+        pytest.skip("MNIST not found: set LAB_DATA_DIR to a folder holding MNIST/raw (see README)")
+    return root
+
+
+@pytest.fixture(scope="session")
+def mnist(data_root):
+    try:
+        return load_dataset("mnist", data_root)
+    except DataError as error:
+        pytest.skip(str(error))
+
+
+TINY_SWEEP = """
+name = "tiny"
+task = "classifier"
+description = "two small runs on 500 images"
+
+[base]
+data.train_limit = 500
+model.channels = [[4], [8]]
+model.kernel_sizes = [3, 3]
+train.epochs = 1
+train.batch_size = 50
+train.lr = 0.01
+
+[[grid]]
+group = "norm"
+model.norm = ["batch", "none"]
+
+[[grid]]
+group = "seed"
+seed = [0, 1]
+"""
+
+
+@pytest.fixture
+def tiny_sweep(tmp_path) -> Path:
+    """A sweep of three distinct runs (norm=batch appears in both groups) that trains in about a second."""
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY_SWEEP)
+    return path

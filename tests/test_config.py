@@ -1,0 +1,111 @@
+import json
+
+import pytest
+
+from lab.config import (
+    AUTOENCODER_PRESETS,
+    CLASSIFIER_PRESETS,
+    AutoencoderConfig,
+    ClassifierConfig,
+    ConfigError,
+    RunConfig,
+    apply_overrides,
+    canonical_json,
+    default_config,
+    flatten,
+    from_dict,
+    run_id,
+    to_dict,
+)
+
+ALL_PRESETS = [("classifier", p) for p in CLASSIFIER_PRESETS] + [("autoencoder", p) for p in AUTOENCODER_PRESETS]
+
+
+@pytest.mark.parametrize("task,preset", ALL_PRESETS)
+def test_round_trip_through_json(task, preset):
+    cfg = apply_overrides(default_config(task), {"model.preset": preset, "seed": 3, "train.lr": 0.02})
+    back = from_dict(json.loads(json.dumps(to_dict(cfg))))
+    assert back == cfg
+    assert run_id(back) == run_id(cfg)
+
+
+def test_round_trip_keeps_overridden_model_fields():
+    cfg = apply_overrides(default_config(), {"model.preset": "simple_cnn", "model.channels": [[8, 8], [16]],
+                                             "model.activation": "gelu", "data.augment": True})
+    back = from_dict(to_dict(cfg))
+    assert back.model.channels == ((8, 8), (16,))
+    assert back.model.activation == "gelu" and back.data.augment is True and back == cfg
+
+
+def test_run_id_depends_on_content_only():
+    a = apply_overrides(default_config(), {"train.lr": 0.01})
+    b = apply_overrides(default_config(), {"train.lr": 0.01})
+    c = apply_overrides(default_config(), {"train.lr": 0.01, "seed": 1})
+    assert run_id(a) == run_id(b)
+    assert run_id(a) != run_id(c)
+    assert run_id(a).startswith("fast_cnn-") and len(run_id(a)) == len("fast_cnn-") + 10
+    assert json.loads(canonical_json(a))["train"]["lr"] == 0.01
+
+
+def test_presets_are_what_they_say():
+    simple = CLASSIFIER_PRESETS["simple_cnn"]
+    assert simple.channels == ((36, 36), (64, 128)) and simple.kernel_sizes == (5, 3)
+    assert (simple.padding, simple.downsample, simple.head, simple.head_width) == ("valid", "stride", "conv", 256)
+    assert AUTOENCODER_PRESETS["pca"].arch == "pca"
+
+
+def test_preset_switch_resets_the_model_then_applies_overrides():
+    cfg = apply_overrides(default_config(), {"model.activation": "tanh", "model.preset": "simple_cnn"})
+    assert cfg.model.channels == CLASSIFIER_PRESETS["simple_cnn"].channels
+    assert cfg.model.activation == "tanh"
+
+
+def test_task_switch_gives_an_autoencoder():
+    cfg = apply_overrides(RunConfig(), {"task": "autoencoder", "model.latent_dim": 8})
+    assert isinstance(cfg.model, AutoencoderConfig) and cfg.model.latent_dim == 8
+
+
+def test_ints_become_floats_and_lists_become_tuples():
+    cfg = apply_overrides(default_config(), {"train.lr": 1, "model.kernel_sizes": [5, 5, 5]})
+    assert isinstance(cfg.train.lr, float) and cfg.model.kernel_sizes == (5, 5, 5)
+
+
+@pytest.mark.parametrize("overrides,key", [
+    ({"train.lrr": 0.1}, "train.lrr"),
+    ({"optimiser": "adam"}, "optimiser"),
+    ({"model.depth.x": 1}, "model.depth.x"),
+    ({"train.lr": "fast"}, "train.lr"),
+    ({"train.epochs": 2.5}, "train.epochs"),
+    ({"train.epochs": True}, "train.epochs"),
+    ({"data.augment": 1}, "data.augment"),
+    ({"model.channels": [16, 32]}, "model.channels"),
+    ({"model.activation": "swish"}, "model.activation"),
+    ({"model.norm": "instance"}, "model.norm"),
+    ({"train.lr": -1.0}, "train.lr"),
+    ({"train.epochs": 0}, "train.epochs"),
+    ({"model.dropout": 1.0}, "model.dropout"),
+    ({"model.kernel_sizes": [3, 3]}, "model.kernel_sizes"),
+    ({"data.train_limit": 70000}, "data.train_limit"),
+    ({"data.dataset": "cifar10"}, "data.dataset"),
+    ({"model.preset": "resnet"}, "model.preset"),
+    ({"task": "gan"}, "task"),
+    ({"model.latent_dim": 0, "task": "autoencoder"}, "model.latent_dim"),
+])
+def test_bad_values_name_their_key(overrides, key):
+    with pytest.raises(ConfigError) as error:
+        apply_overrides(default_config(), overrides)
+    assert str(error.value).startswith(key)
+
+
+def test_frozen():
+    with pytest.raises(AttributeError):
+        default_config().train.lr = 1.0  # type: ignore[misc]
+
+
+def test_flatten():
+    assert flatten({"a": {"b": 1, "c": {"d": [1, 2]}}, "e": 3}) == {"a.b": 1, "a.c.d": [1, 2], "e": 3}
+
+
+def test_model_type_must_match_task():
+    with pytest.raises(ConfigError):
+        RunConfig(task="autoencoder", model=ClassifierConfig())

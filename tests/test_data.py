@@ -1,0 +1,76 @@
+import pytest
+import torch
+import torchvision
+
+from lab.__main__ import main
+from lab.data import DataError, load_dataset, ordered_batches, random_affine, shuffled_batches, to_float
+
+
+def test_random_affine_with_no_range_is_the_identity():
+    x = torch.rand(5, 1, 28, 28)
+    out = random_affine(x, torch.Generator().manual_seed(0), rotate=0, scale=0, translate=0)
+    assert torch.allclose(out, x, atol=1e-5)
+
+
+def test_random_affine_moves_each_image_its_own_way_and_is_seeded():
+    x = torch.zeros(64, 1, 28, 28)
+    x[:, :, 10:18, 10:18] = 1.0  # the same square in every image
+    a = random_affine(x, torch.Generator().manual_seed(1), rotate=15, scale=0.1, translate=0.1)
+    b = random_affine(x, torch.Generator().manual_seed(1), rotate=15, scale=0.1, translate=0.1)
+    assert torch.equal(a, b)
+    assert a.shape == x.shape and a.min() >= 0 and a.max() <= 1
+    distinct = {tuple(img.flatten().round(decimals=3).tolist()) for img in a}
+    assert len(distinct) == 64
+    ink = a.sum(dim=(1, 2, 3))
+    assert (ink > 0.6 * 64).all() and (ink < 1.4 * 64).all()  # zoom +-10% keeps the area within ~+-21%
+
+
+def test_shuffled_batches_cover_every_index_once():
+    batches = shuffled_batches(1000, 128, torch.Generator().manual_seed(0))
+    assert [len(b) for b in batches] == [128] * 7 + [104]
+    assert sorted(torch.cat(batches).tolist()) == list(range(1000))
+    again = shuffled_batches(1000, 128, torch.Generator().manual_seed(0))
+    assert all(torch.equal(a, b) for a, b in zip(batches, again))
+    assert torch.equal(torch.cat(ordered_batches(10, 4)), torch.arange(10))
+
+
+def test_real_mnist_loads_as_uint8_tensors(mnist):
+    assert mnist.train.images.shape == (60000, 28, 28) and mnist.train.images.dtype == torch.uint8
+    assert mnist.test.images.shape == (10000, 28, 28)
+    assert mnist.train.labels[:5].tolist() == [5, 0, 4, 1, 9]
+    assert mnist.test.labels[:5].tolist() == [7, 2, 1, 0, 4]
+    x = to_float(mnist.train.images)
+    assert abs(x.mean().item() - 0.1307) < 1e-3 and abs(x.std().item() - 0.3081) < 1e-3
+    assert mnist.train.head(100).images.shape[0] == 100
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """No network: torchvision's download fails at once, as it does on these machines."""
+    monkeypatch.setattr(torchvision.datasets.MNIST, "mirrors", ["http://127.0.0.1:9/"])
+
+
+def test_missing_data_is_a_clear_error(tmp_path, offline):
+    with pytest.raises(DataError) as error:
+        load_dataset("mnist", tmp_path / "empty")
+    message = str(error.value)
+    assert str(tmp_path / "empty" / "MNIST" / "raw") in message and "LAB_DATA_DIR" in message
+
+
+def test_cli_without_data_exits_2_with_a_message(tmp_path, offline, capsys):
+    status = main(["train", "train.epochs=1", "--data-dir", str(tmp_path / "nodata"),
+                   "--runs-dir", str(tmp_path / "runs")])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err.startswith("error: could not load mnist") and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_fashion_mnist_loads_too(data_root):
+    try:
+        fashion = load_dataset("fashion_mnist", data_root)
+    except DataError as error:
+        pytest.skip(str(error))
+    assert fashion.train.images.shape == (60000, 28, 28) and fashion.test.labels.shape == (10000,)
+    assert sorted(fashion.test.labels.unique().tolist()) == list(range(10))
+    assert abs(to_float(fashion.train.images[:10000]).mean().item() - fashion.mean) < 0.01

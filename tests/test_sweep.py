@@ -1,0 +1,190 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from lab import paths
+from lab.__main__ import main
+from lab.config import run_id
+from lab.results import sweep_tables
+from lab.sweep import METRICS_FILE, SweepError, is_done, load_sweep, run_sweep
+
+SWEEP_FILES = sorted(paths.EXPERIMENTS_DIR.glob("*.toml"))
+
+
+def test_the_project_has_its_three_sweeps():
+    assert {p.stem for p in SWEEP_FILES} >= {"cnn_hparams", "cnn_ablations", "autoencoder"}
+
+
+@pytest.mark.parametrize("path", SWEEP_FILES, ids=lambda p: p.stem)
+def test_committed_sweeps_expand_in_every_profile(path):
+    default = load_sweep(path)
+    assert default.name == path.stem and "full" in default.profiles
+    for profile in default.profiles:
+        sweep = load_sweep(path, profile)
+        assert sweep.runs and len({r.run_id for r in sweep.unique_runs()}) == len(sweep.unique_runs())
+        assert all(r.config.task == sweep.task for r in sweep.runs)
+
+
+def test_ablations_have_two_seeds_per_cell():
+    sweep = load_sweep(paths.EXPERIMENTS_DIR / "cnn_ablations.toml")
+    groups = {r.group for r in sweep.runs}
+    assert groups >= {"norm", "norm_position", "downsample", "augment", "schedule", "weight_decay", "dropout"}
+    for group in groups:
+        seeds: dict[str, set] = {}
+        for r in (r for r in sweep.runs if r.group == group):
+            cell = run_id(replace(r.config, seed=0))
+            seeds.setdefault(cell, set()).add(r.config.seed)
+        assert all(len(s) >= 2 for s in seeds.values()), group
+
+
+def test_full_profile_of_simple_cnn_is_the_seed_recipe():
+    sweep = load_sweep(paths.EXPERIMENTS_DIR / "cnn_hparams.toml", "full")
+    cfg = next(r.config for r in sweep.runs if r.group == "seed")
+    assert cfg.model.preset == "simple_cnn" and cfg.data.augment
+    t = cfg.train
+    assert (t.batch_size, t.lr, t.weight_decay, t.schedule, t.lr_decay, t.epochs) == \
+        (2048, 0.003, 5e-5, "exponential", 0.99, 20)
+
+
+def test_autoencoder_sweep_spans_latent_sizes_with_pca():
+    sweep = load_sweep(paths.EXPERIMENTS_DIR / "autoencoder.toml")
+    conv = {r.config.model.latent_dim for r in sweep.runs if r.config.model.arch == "conv"}
+    pca = {r.config.model.latent_dim for r in sweep.runs if r.config.model.arch == "pca"}
+    assert min(conv) == 2 and max(conv) == 64 and pca == {2, 4, 8, 16, 32, 64}
+
+
+def test_expansion_groups_and_dedup(tiny_sweep):
+    sweep = load_sweep(tiny_sweep)
+    assert [r.group for r in sweep.runs] == ["norm", "norm", "seed", "seed"]
+    assert [r.label for r in sweep.runs] == ["model.norm=batch", "model.norm=none", "seed=0", "seed=1"]
+    assert len(sweep.unique_runs()) == 3  # norm=batch and seed=0 are the same run
+    assert sweep.runs[0].config.data.train_limit == 500
+
+
+BAD_SWEEPS = {
+    "syntax": ('name = "x"\ntask = "classifier"\n[base\n', "TOML syntax error"),
+    "unknown_top_key": ('name = "x"\ntask = "classifier"\nsweep = 1\n', "sweep: unknown key"),
+    "unknown_config_key": ('name = "x"\ntask = "classifier"\n[base]\ntrain.learning_rate = 0.1\n',
+                           "base: train.learning_rate: unknown key"),
+    "wrong_type": ('name = "x"\ntask = "classifier"\n[grid]\ntrain.epochs = ["two"]\n',
+                   "grid: train.epochs: expected int"),
+    "impossible_value": ('name = "x"\ntask = "classifier"\n[grid]\ntrain.batch_size = [0]\n',
+                         "train.batch_size: must be"),
+    "empty_grid": ('name = "x"\ntask = "classifier"\n[grid]\ntrain.lr = []\n', "grid: train.lr: empty list"),
+    "grid_not_list": ('name = "x"\ntask = "classifier"\n[grid]\ntrain.lr = 0.1\n', "expected a list"),
+    "bad_task": ('name = "x"\ntask = "regressor"\n', "task: expected one of"),
+    "bad_name": ('name = "My Sweep"\ntask = "classifier"\n', "name: needs a name"),
+    "shrinking_net": ('name = "x"\ntask = "classifier"\n[base]\nmodel.padding = "valid"\n'
+                      'model.channels = [[4],[4],[4],[4]]\nmodel.kernel_sizes = [5,5,5,5]\n', "shrinks to nothing"),
+    "bad_profile_key": ('name = "x"\ntask = "classifier"\n[profiles.full.base]\ntrain.epoch = 3\n',
+                        "profiles.full.base: train.epoch: unknown key"),
+    "bad_activation": ('name = "x"\ntask = "classifier"\n[[grid]]\nmodel.activation = ["relu", "swish"]\n',
+                       "grid[0]: model.activation: 'swish' is not one of"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_SWEEPS, ids=str)
+def test_bad_sweep_files_stop_before_training(case, tmp_path, capsys):
+    text, expected = BAD_SWEEPS[case]
+    path = tmp_path / f"{case}.toml"
+    path.write_text(text)
+    with pytest.raises(SweepError) as error:
+        load_sweep(path)
+    assert str(error.value).startswith(str(path)) and expected in str(error.value)
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    status = main(["sweep", str(path), "--runs-dir", str(runs), "--results-dir", str(results)])
+    err = capsys.readouterr().err
+    assert status == 2 and expected in err and "Traceback" not in err
+    assert not runs.exists() and not results.exists()
+
+
+def test_unknown_profile_and_duplicate_names(tiny_sweep, tmp_path, capsys):
+    with pytest.raises(SweepError, match="no profile 'gpu'"):
+        load_sweep(tiny_sweep, "gpu")
+    twin = tmp_path / "twin.toml"
+    twin.write_text(tiny_sweep.read_text())
+    assert main(["sweep", str(tiny_sweep), str(twin), "--runs-dir", str(tmp_path / "runs")]) == 2
+    assert "is also the name of" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def _snapshot(folder: Path) -> dict[str, float]:
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_rerun_does_no_work_and_tables_are_rebuilt(tiny_sweep, tmp_path, mnist):
+    runs = tmp_path / "runs"
+    sweep = load_sweep(tiny_sweep)
+    datasets = {"mnist": mnist}
+    assert run_sweep(sweep, runs, datasets, "cpu", progress=False, log=lambda s: None) == {"trained": 3, "skipped": 0}
+    for run in sweep.unique_runs():
+        folder = runs / run.run_id
+        assert sorted(p.name for p in folder.iterdir()) == ["config.json", "history.json", "metrics.json",
+                                                             "weights.safetensors"]
+        assert json.loads((folder / "config.json").read_text())["seed"] == run.config.seed
+    before = _snapshot(runs)
+    assert run_sweep(sweep, runs, datasets, "cpu", progress=False, log=lambda s: None) == {"trained": 0, "skipped": 3}
+    assert _snapshot(runs) == before
+    table, history = sweep_tables(sweep, runs)
+    assert len(table) == 4 and list(table["group"]) == ["norm", "norm", "seed", "seed"]
+    assert len(history) == 3  # one epoch for each distinct run
+    assert table["test_accuracy"].between(0.3, 1.0).all()
+
+
+def test_interrupted_sweep_resumes_where_it_stopped(tiny_sweep, tmp_path, mnist, monkeypatch):
+    import lab.sweep
+
+    runs = tmp_path / "runs"
+    sweep = load_sweep(tiny_sweep)
+    real_fit, calls = lab.sweep.fit, []
+
+    def fit_then_die(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the user presses Ctrl-C during the second run
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(lab.sweep, "fit", fit_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(sweep, runs, {"mnist": mnist}, "cpu", progress=False, log=lambda s: None)
+    first, second, third = (runs / r.run_id for r in sweep.unique_runs())
+    assert is_done(first) and not is_done(second) and not third.exists()
+    assert (second / "config.json").exists() and not (second / "weights.safetensors").exists()
+    done_before = _snapshot(first)
+    monkeypatch.setattr(lab.sweep, "fit", real_fit)
+    assert run_sweep(sweep, runs, {"mnist": mnist}, "cpu", progress=False, log=lambda s: None) == \
+        {"trained": 2, "skipped": 1}
+    assert all(is_done(f) for f in (first, second, third))
+    assert _snapshot(first) == done_before
+
+
+def test_sigkilled_sweep_process_resumes(tiny_sweep, tmp_path, data_root):
+    """A real process killed with SIGKILL mid-sweep leaves no run marked done that is not, and a rerun finishes."""
+    runs = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "lab", "sweep", str(tiny_sweep), "--runs-dir", str(runs), "--data-dir",
+           str(data_root), "--results-dir", str(tmp_path / "results"), "--device", "cpu", "--no-progress"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, cwd=paths.ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list(runs.glob(f"*/{METRICS_FILE}")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished = {p.parent.name for p in runs.glob(f"*/{METRICS_FILE}")}
+    assert 1 <= len(finished) <= 3
+    for folder in runs.iterdir():  # no leftover temp files are mistaken for results
+        if folder.name in finished:
+            json.loads((folder / METRICS_FILE).read_text())
+            assert (folder / "weights.safetensors").stat().st_size > 0
+    rerun = subprocess.run(cmd, cwd=paths.ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{len(finished)} already done" in rerun.stdout
+    assert len(list(runs.glob(f"*/{METRICS_FILE}"))) == 3
+    assert (tmp_path / "results" / "tiny.csv").exists()
