@@ -20,9 +20,14 @@ def _data_root() -> Path | None:
 
 @pytest.fixture(scope="session")
 def data_root() -> Path:
+    """A folder with MNIST; where none has it, torchvision downloads it into data/ (LAB_DATA_DIR)."""
     root = _data_root()
     if root is None:
-        pytest.skip("MNIST not found: set LAB_DATA_DIR to a folder holding MNIST/raw (see README)")
+        try:
+            load_dataset("mnist", paths.data_dir())
+        except DataError as error:
+            pytest.skip(f"no MNIST and no download: set LAB_DATA_DIR to a folder holding MNIST/raw ({error})")
+        root = paths.data_dir()
     return root
 
 
