@@ -7,7 +7,7 @@ import tomllib
 from lab import paths
 from lab.config import ConfigError, apply_overrides, default_config, run_id
 from lab.data import DataError, load_dataset
-from lab.sweep import DEFAULT_PROFILE, SweepError, check_unique_names, datasets_for, load_sweep, run_sweep, train_run
+from lab.sweep import DEFAULT_PROFILE, SweepError, datasets_for, load_sweeps, run_sweep, train_run
 
 USAGE_ERROR = 2  # bad input: a sweep file, a KEY=VALUE, missing data
 
@@ -33,8 +33,7 @@ def parse_assignment(text: str) -> tuple[str, object]:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    sweeps = [load_sweep(f, args.profile) for f in args.files]  # every file validated before anything runs
-    check_unique_names(sweeps)
+    sweeps = load_sweeps(args.files, args.profile)  # every file validated before anything runs
     runs_dir = paths.runs_dir(args.runs_dir)
     results_dir = paths.results_dir(args.results_dir)
     datasets = datasets_for([r for s in sweeps for r in s.runs], paths.data_dir(args.data_dir))
@@ -68,8 +67,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_results(args: argparse.Namespace) -> int:
     from lab.results import summary, write_tables
     files = args.files or sorted(paths.EXPERIMENTS_DIR.glob("*.toml"))
-    sweeps = [load_sweep(f, args.profile) for f in files]
-    check_unique_names(sweeps)
+    sweeps = load_sweeps(files, args.profile)
     runs_dir, results_dir = paths.runs_dir(args.runs_dir), paths.results_dir(args.results_dir)
     for sweep in sweeps:
         written = write_tables(sweep, runs_dir, results_dir)

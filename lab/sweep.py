@@ -89,7 +89,8 @@ def _label(point: dict[str, Any]) -> str:
     return " ".join(f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in point.items())
 
 
-def _expand(path: Path, task: str, base: dict, grid_value: Any, where: str) -> list[SweepRun]:
+def _expand(path: Path, task: str, base: dict, grid_value: Any, where: str, base_where: str) -> list[SweepRun]:
+    """Every grid point on top of base; errors name `where` (the grid) or `base_where`, whichever set the key."""
     def fail(message: str) -> SweepError:
         return SweepError(f"{path}: {message}")
 
@@ -118,7 +119,7 @@ def _expand(path: Path, task: str, base: dict, grid_value: Any, where: str) -> l
                     build_model(cfg)
                     checked_models.add(model_key)
             except ConfigError as error:
-                origin = grid_where if str(error).split(":")[0] in point else where.replace("grid", "base")
+                origin = grid_where if str(error).split(":")[0] in point else base_where
                 raise fail(f"{origin}: {error}") from None
             runs.append(SweepRun(group, _label(point), cfg))
     return runs
@@ -162,7 +163,7 @@ def load_sweep(path: str | Path, profile: str = DEFAULT_PROFILE) -> Sweep:
     if "task" in flat_base:
         raise fail("base.task: the task is set once, at the top of the file")
 
-    expanded: dict[str, list[SweepRun]] = {DEFAULT_PROFILE: _expand(path, task, flat_base, doc.get("grid"), "grid")}
+    expanded = {DEFAULT_PROFILE: _expand(path, task, flat_base, doc.get("grid"), "grid", "base")}
     for pname, prof in profiles.items():
         where = f"profiles.{pname}"
         if not NAME_PATTERN.match(pname):
@@ -173,19 +174,22 @@ def load_sweep(path: str | Path, profile: str = DEFAULT_PROFILE) -> Sweep:
         if not isinstance(prof.get("base", {}), dict):
             raise fail(f"{where}.base: must be a table")
         prof_base = flat_base | flatten(prof.get("base", {}))
-        expanded[pname] = _expand(path, task, prof_base, prof.get("grid", doc.get("grid")), f"{where}.grid")
+        expanded[pname] = _expand(path, task, prof_base, prof.get("grid", doc.get("grid")), f"{where}.grid",
+                                  f"{where}.base")
     if profile not in expanded:
         raise fail(f"no profile {profile!r} (this file has: {', '.join(expanded)})")
     return Sweep(name, task, description, path, profile, tuple(expanded), tuple(expanded[profile]))
 
 
-def check_unique_names(sweeps: list[Sweep]) -> None:
-    """Two sweep files with one name would write one table: refuse before anything runs."""
+def load_sweeps(paths: list[str | Path], profile: str = DEFAULT_PROFILE) -> list[Sweep]:
+    """Load and validate several sweep files; two with one name would write one table, so refuse that too."""
+    sweeps = [load_sweep(p, profile) for p in paths]
     seen: dict[str, Path] = {}
     for sweep in sweeps:
         if sweep.name in seen and seen[sweep.name] != sweep.path:
             raise SweepError(f"{sweep.path}: name: {sweep.name!r} is also the name of {seen[sweep.name]}")
         seen[sweep.name] = sweep.path
+    return sweeps
 
 
 def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
