@@ -284,7 +284,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link")
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)  # the models are tiny; one thread per request keeps CONCURRENCY requests apart
     if args.hub_repo:
         from lab.hub import HubError, download_runs
         try:
@@ -299,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(models.autoencoders)} autoencoders")
     for message in models.skipped:
         print(f"skipped: {message}", file=sys.stderr)
+    torch.set_num_threads(1)  # the models are tiny; one thread per request keeps CONCURRENCY requests apart
     build_demo(models).launch(server_name=args.host, server_port=args.port, share=args.share,
                               max_file_size=MAX_FILE_SIZE)
     return 0

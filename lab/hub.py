@@ -43,6 +43,7 @@ def assemble_space(out: Path = SPACE_DIR, demo_dir: Path = DEMO_DIR) -> Path:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    staging.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary shared folder
     try:
         for name in SPACE_FILES:
             shutil.copy2(demo_dir / name, staging / name)
@@ -76,6 +77,7 @@ def ship_runs(run_ids: list[str], runs_dir: Path, out: Path = DEMO_DIR / "checkp
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    staging.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary shared folder
     try:
         for rid in run_ids:
             shutil.copytree(Path(runs_dir) / rid, staging / rid, ignore=_not_run_files)
