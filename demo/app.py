@@ -227,7 +227,7 @@ def build_demo(models: Models, examples: dict[int, torch.Tensor] | None = None) 
             button.click(classify, [pad, classifier], outputs, api_name="classify")
             pad.change(classify_live, [pad, classifier], outputs, api_visibility="private",
                        trigger_mode="always_last", show_progress="hidden")
-            example_buttons(pad)
+            example_buttons(pad, then=(classify, [pad, classifier], outputs))  # a loaded value fires no change
         with gr.Tab("Interpolate") as tab:
             tabs.append(tab)
             if not models.autoencoders:

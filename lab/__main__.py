@@ -1,4 +1,4 @@
-"""The command line: python -m lab {sweep,train,results,demo-examples,demo-accuracy,space,push-space,push-model} ..."""
+"""The command line: python -m lab {sweep,train,results} ..., and the demo's commands (demo-accuracy, space ...)."""
 
 import argparse
 import sys
