@@ -1,7 +1,12 @@
 """The demo as a user meets it: the app started on 127.0.0.1 and each endpoint called through gradio_client."""
 
+import os
 import shutil
 import sys
+
+# before gradio is imported: no analytics calls and no Hub downloads from the tests' own process
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np
 import pytest
