@@ -40,3 +40,23 @@ clean: ## remove caches and build files (keeps .venv, data and runs)
 
 clean-runs: ## remove experiments/runs (trained checkpoints; the committed tables stay)
 	rm -rf experiments/runs
+
+# The demo (demo/app.py) and its Hugging Face Space
+DEMO_SWEEPS := demo/weights_classifier.toml demo/weights_autoencoder.toml
+DEMO_RUNS := build/demo-weights/runs
+.PHONY: demo demo-weights demo-accuracy space
+
+demo: install ## run the demo on http://127.0.0.1:7860 (ARGS="--checkpoints experiments/runs" for your own runs)
+	$(PY) demo/app.py $(ARGS)
+
+demo-weights: install ## train the demo's shipped weights into demo/checkpoints (minutes) and save its example digits
+	$(PY) -m lab sweep $(DEMO_SWEEPS) --runs-dir $(DEMO_RUNS) --results-dir build/demo-weights/results
+	$(PY) -m lab ship-demo-weights $(DEMO_SWEEPS) --runs-dir $(DEMO_RUNS)
+	$(PY) -m lab demo-examples
+
+demo-accuracy: install ## the demo's accuracy and latency on 2,000 MNIST test digits redrawn as on its canvas
+	$(PY) -m lab demo-accuracy --digits 2000 --min-accuracy 0.98 --json build/demo-accuracy.json \
+		--figure build/demo-accuracy.png
+
+space: install ## assemble build/space, the Hugging Face Space (then: python -m lab push-space --repo USER/NAME)
+	$(PY) -m lab space

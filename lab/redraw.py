@@ -1,0 +1,136 @@
+"""MNIST test digits redrawn as a user draws them on the demo's canvas, and the demo's accuracy on them.
+
+A user draws black on white on a 280x280 canvas, off-centre, larger or smaller than MNIST's 20 px box, with a
+thicker or thinner pen. redraw_digits makes such canvases from real digits (a batch at a time, with torch ops);
+canvas_accuracy runs them through the demo's own classify path (canvas_to_mnist, then the classifier).
+"""
+
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from lab.canvas import canvas_to_mnist
+
+CANVAS = 280  # the demo's canvas side in pixels
+UPSCALE = 4  # strokes are thickened or thinned at 4x MNIST's resolution (112 px), so a step is 1/4 pixel
+THRESHOLDS = (0.2, 0.5)  # binarisation level of the upscaled digit: lower -> thicker strokes
+PEN_STEPS = (-1, 3)  # erode (negative) or dilate (positive) by this many 112-px pixels, uniform over the range
+DIGIT_SIDE = (0.3, 0.9)  # the drawn digit's longer side as a share of the canvas (84-252 px)
+MARGIN = 0.04  # keep the drawing this far (share of the half canvas) inside the edges
+
+
+def _morph(x: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+    """Dilate (steps > 0) or erode (steps < 0) each (1, H, W) image of x (B, 1, H, W) by |steps| pixels."""
+    out = x.clone()
+    for step in range(1, int(steps.abs().max().item()) + 1):
+        grow, shrink = steps >= step, steps <= -step
+        if grow.any():
+            out[grow] = F.max_pool2d(out[grow], 3, stride=1, padding=1)
+        if shrink.any():
+            out[shrink] = -F.max_pool2d(-out[shrink], 3, stride=1, padding=1)
+    return out
+
+
+def redraw_digits(images: torch.Tensor, generator: torch.Generator, side: int = CANVAS) -> torch.Tensor:
+    """MNIST digits (N, 28, 28) uint8 -> canvases (N, side, side) uint8, black ink on white, as a user would draw."""
+    n = images.shape[0]
+    x = images.float().div(255.0).unsqueeze(1)  # (N, 1, 28, 28)
+    x = F.interpolate(x, scale_factor=UPSCALE, mode="bilinear", align_corners=False)  # (N, 1, 112, 112)
+    rand = torch.rand(n, 6, generator=generator)
+    threshold = THRESHOLDS[0] + rand[:, 0] * (THRESHOLDS[1] - THRESHOLDS[0])
+    pen = (x > threshold.view(n, 1, 1, 1)).float()  # binary strokes, like a pen's
+    steps = (PEN_STEPS[0] + rand[:, 1] * (PEN_STEPS[1] - PEN_STEPS[0] + 1)).floor().clamp(max=PEN_STEPS[1])
+    pen = _morph(pen, steps.long())
+    empty = pen.flatten(1).amax(1) == 0  # a digit eroded away entirely keeps its unthickened strokes
+    pen[empty] = (x[empty] > THRESHOLDS[0]).float()
+    pen = F.avg_pool2d(pen, 3, stride=1, padding=1)  # soft pen edges, as the canvas anti-aliases them
+
+    # the bounding box of each digit in grid_sample's coordinates [-1, 1] (pixel centres, align_corners=False)
+    size = pen.shape[-1]
+    inked = pen[:, 0] > 0  # (N, 112, 112)
+    coords = (torch.arange(size).float() + 0.5) / size * 2 - 1
+    big = torch.tensor(2.0)
+
+    def extent(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # (N, 112) -> lowest, highest inked coord
+        return torch.where(mask, coords, big).amin(1), torch.where(mask, coords, -big).amax(1)
+
+    y0, y1 = extent(inked.any(2))
+    x0, x1 = extent(inked.any(1))
+    # zoom so the longer side spans DIGIT_SIDE of the canvas, then shift anywhere that keeps it inside the margins
+    longer = DIGIT_SIDE[0] + rand[:, 2] * (DIGIT_SIDE[1] - DIGIT_SIDE[0])
+    zoom = 2 * longer / torch.maximum(y1 - y0, x1 - x0).clamp(min=1e-3)
+    low_x, high_x = -1 + MARGIN - zoom * x0, 1 - MARGIN - zoom * x1
+    low_y, high_y = -1 + MARGIN - zoom * y0, 1 - MARGIN - zoom * y1
+    shift_x = low_x + rand[:, 3] * (high_x - low_x).clamp(min=0)
+    shift_y = low_y + rand[:, 4] * (high_y - low_y).clamp(min=0)
+    # affine_grid maps canvas coordinates u to digit coordinates v = (u - shift) / zoom
+    zeros = torch.zeros(n)
+    theta = torch.stack([torch.stack([1 / zoom, zeros, -shift_x / zoom], 1),
+                         torch.stack([zeros, 1 / zoom, -shift_y / zoom], 1)], 1)  # (N, 2, 3)
+    grid = F.affine_grid(theta, [n, 1, side, side], align_corners=False)  # (N, side, side, 2)
+    ink = F.grid_sample(pen, grid, mode="bilinear", padding_mode="zeros", align_corners=False)[:, 0]
+    return ((1 - ink.clamp(0, 1)) * 255).round().to(torch.uint8)  # (N, side, side), black on white
+
+
+def canvas_accuracy(classifier, images: torch.Tensor, labels: torch.Tensor, seed: int = 0,
+                    batch_size: int = 250) -> dict:
+    """Redraw digits as canvases and classify each through canvas_to_mnist + the classifier, one canvas per call.
+
+    Returns the accuracy, the number of digits, and the per-call latency (canvas -> probabilities) p50/p95 in ms.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    correct, latencies, wrong = 0, [], []
+    for start in range(0, len(labels), batch_size):
+        canvases = redraw_digits(images[start:start + batch_size], generator).numpy()
+        for i, canvas in enumerate(canvases):
+            began = time.perf_counter()
+            probabilities = classifier.probabilities(canvas_to_mnist(canvas)[None])[0]  # one call, as the app
+            latencies.append(time.perf_counter() - began)
+            predicted = int(probabilities.argmax())
+            if predicted == int(labels[start + i]):
+                correct += 1
+            else:
+                wrong.append((start + i, int(labels[start + i]), predicted))
+    milliseconds = np.array(latencies) * 1000
+    return {"accuracy": correct / len(labels), "digits": len(labels), "wrong": wrong,
+            "latency_p50_ms": float(np.percentile(milliseconds, 50)),
+            "latency_p95_ms": float(np.percentile(milliseconds, 95))}
+
+
+def sample_digits(images: torch.Tensor, labels: torch.Tensor, n: int, seed: int = 0,
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """n digits drawn at random (seeded, without replacement) from a split: (n, 28, 28) uint8 and (n,) labels."""
+    if not 1 <= n <= len(labels):
+        raise ValueError(f"n: must be in [1, {len(labels)}], got {n}")
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))[:n]
+    return images[order], labels[order]
+
+
+def example_digits(images: torch.Tensor, labels: torch.Tensor, per_class: int = 5) -> dict[str, torch.Tensor]:
+    """The first per_class digits of each class, for the demo's example buttons: images (10K, 28, 28), labels (10K,)."""
+    picked = torch.cat([torch.nonzero(labels == d)[:per_class, 0] for d in range(10)])
+    return {"images": images[picked].contiguous(), "labels": labels[picked].long().contiguous()}
+
+
+def accuracy_figure(images: torch.Tensor, labels: torch.Tensor, classifier, path, seed: int = 0, count: int = 24,
+                    ) -> None:
+    """A figure of redrawn canvases, what the model sees and its answer (red when wrong), saved to path."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    canvases = redraw_digits(images[:count], torch.Generator().manual_seed(seed))
+    fig, axes = plt.subplots(2, count, figsize=(count * 0.9, 2.2))
+    for i in range(count):
+        seen = canvas_to_mnist(canvases[i].numpy())
+        predicted = int(classifier.probabilities(seen[None])[0].argmax())
+        axes[0, i].imshow(canvases[i], cmap="gray", vmin=0, vmax=255)
+        axes[1, i].imshow(seen, cmap="gray", vmin=0, vmax=1)
+        axes[1, i].set_title(str(predicted), color="black" if predicted == int(labels[i]) else "red", fontsize=9)
+        for ax in axes[:, i]:
+            ax.set_axis_off()
+    fig.suptitle("MNIST test digits redrawn on a 280 px canvas (top), what the classifier sees and its answer",
+                 fontsize=9)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)

@@ -1,0 +1,184 @@
+"""The demo as a user meets it: the app started on 127.0.0.1 and each endpoint called through gradio_client."""
+
+import os
+import shutil
+import sys
+
+# before gradio is imported: no analytics calls and no Hub downloads from the tests' own process
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np
+import pytest
+import torch
+from demo_server import APP, SHIPPED, start_app, stop_app
+from PIL import Image
+
+from lab.canvas import mnist_to_canvas
+from lab.hub import assemble_space
+from lab.redraw import redraw_digits
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+
+sys.path.insert(0, str(APP.parent))
+import app as demo_app  # noqa: E402
+
+
+def pad(path) -> dict:
+    """A Sketchpad value for gradio_client: the drawing as background and composite."""
+    return {"background": handle_file(str(path)), "layers": [], "composite": handle_file(str(path))}
+
+
+def save(tmp_path, name: str, pixels: np.ndarray) -> dict:
+    path = tmp_path / f"{name}.png"
+    Image.fromarray(pixels).save(path)
+    return pad(path)
+
+
+def read(path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("L"))
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    log = tmp_path_factory.mktemp("app") / "app.log"
+    proc, url = start_app(log)  # the shipped weights, as on a fresh clone
+    try:
+        yield Client(url, verbose=False)
+    finally:
+        stop_app(proc)
+
+
+def test_shipped_weights_load():
+    models = demo_app.load_models(SHIPPED)
+    assert models.skipped == []
+    assert len(models.classifiers) >= 1 and len(models.autoencoders) >= 1
+    for label, checkpoint in models.classifiers.items():
+        assert "test accuracy" in label and checkpoint.metrics["test_accuracy"] > 0.99
+    for label, checkpoint in models.autoencoders.items():
+        assert f"latent {checkpoint.config.model.latent_dim}" in label
+
+
+def test_endpoints_are_named(client):
+    assert {"/classify", "/interpolate", "/reconstruct"} <= set(client.view_api(print_info=False,
+                                                                                return_format="dict")["named_endpoints"])
+
+
+def test_classify_reads_digits_drawn_on_the_canvas(client, mnist, tmp_path):
+    canvases = redraw_digits(mnist.test.images[:20], torch.Generator().manual_seed(0)).numpy()
+    right = 0
+    for i, canvas in enumerate(canvases):
+        seen, label, bars = client.predict(save(tmp_path, f"d{i}", canvas), None, api_name="/classify")
+        assert read(seen).shape == (224, 224)  # the 28x28 input, shown 8x larger
+        probabilities = [row[1] for row in bars["data"]]
+        assert len(probabilities) == 10 and sum(probabilities) == pytest.approx(1, abs=1e-4)
+        assert len(label["confidences"]) == 3  # the top 3
+        assert label["label"] == str(int(np.argmax(probabilities)))
+        right += label["label"] == str(int(mnist.test.labels[i]))
+    assert right >= 19
+
+
+def test_classify_takes_the_picked_checkpoint_by_label_only(client, tmp_path):
+    seven = save(tmp_path, "seven", mnist_to_canvas(demo_app.load_examples()[7][0]))
+    label = next(iter(demo_app.load_models(SHIPPED).classifiers))
+    assert client.predict(seven, label, api_name="/classify")[1]["label"] == "7"
+    with pytest.raises(AppError, match="not in the list of choices"):  # gradio checks it before the app does
+        client.predict(seven, "../../etc/passwd", api_name="/classify")
+
+
+def test_interpolate_decodes_the_line_between_two_codes(client, tmp_path):
+    blank = save(tmp_path, "blank", np.full((280, 280), 255, np.uint8))
+    latent, fade = client.predict(blank, blank, "test digit 3", "test digit 8", 6, None, api_name="/interpolate")
+    latent, fade = read(latent), read(fade)
+    assert latent.shape == fade.shape == (224, (6 * 30 - 2) * 8)
+    examples = demo_app.load_examples()
+    first, last = fade[:, :224:8][::8], fade[:, -224:][::8, ::8]  # the cross-fade's ends are the digits
+    assert np.abs(first.astype(int) - examples[3][0].numpy()).max() <= 1
+    assert np.abs(last.astype(int) - examples[8][0].numpy()).max() <= 1
+    middle = latent[:, 2 * 240:2 * 240 + 224]
+    assert middle.max() > 128  # the decoded path draws digits, not a blank
+
+
+def test_interpolate_uses_drawings(client, tmp_path):
+    one = save(tmp_path, "one", mnist_to_canvas(demo_app.load_examples()[1][0]))
+    latent, fade = client.predict(one, one, "my drawing", "my drawing", 2, None, api_name="/interpolate")
+    assert read(latent).shape == (224, (2 * 30 - 2) * 8)
+
+
+def test_reconstruct_returns_both_images_and_the_mse(client, tmp_path):
+    four = save(tmp_path, "four", mnist_to_canvas(demo_app.load_examples()[4][0]))
+    digit, reconstruction, mse = client.predict(four, None, api_name="/reconstruct")
+    assert read(digit).shape == read(reconstruction).shape == (224, 224)
+    assert 0 < mse < 0.05
+    ours = ((read(digit)[::8, ::8] / 255.0 - read(reconstruction)[::8, ::8] / 255.0) ** 2).mean()
+    assert mse == pytest.approx(ours, abs=2e-3)
+
+
+@pytest.mark.parametrize("pixels, message", [
+    (np.full((280, 280), 255, np.uint8), "empty"),
+    (np.zeros((280, 280), np.uint8), "ink"),
+    (np.full((3000, 40), 255, np.uint8), "pixels"),
+])
+def test_bad_drawings_get_a_message_not_a_traceback(client, tmp_path, pixels, message):
+    for api_name, args in [("/classify", (None,)), ("/reconstruct", (None,))]:
+        with pytest.raises(AppError, match=message) as caught:
+            client.predict(save(tmp_path, "bad", pixels), *args, api_name=api_name)
+        assert "Traceback" not in str(caught.value)
+
+
+def test_bad_steps_are_refused(client, tmp_path):
+    blank = save(tmp_path, "blank", np.full((280, 280), 255, np.uint8))
+    with pytest.raises(AppError, match="greater than maximum value 16"):
+        client.predict(blank, blank, "test digit 1", "test digit 2", 500, None, api_name="/interpolate")
+    with pytest.raises(AppError, match="Start digit: the canvas is empty"):
+        client.predict(blank, blank, "my drawing", "test digit 2", 4, None, api_name="/interpolate")
+
+
+def test_a_corrupt_checkpoint_is_named_and_skipped(tmp_path):
+    runs = tmp_path / "runs"
+    shutil.copytree(SHIPPED, runs)
+    classifier = next(p for p in runs.iterdir() if p.name.startswith("fast_cnn"))
+    weights = classifier / "weights.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])  # truncated, as by an interrupted copy
+    models = demo_app.load_models(runs)
+    assert len(models.skipped) == 1 and str(weights) in models.skipped[0]
+    assert models.classifiers == {} and len(models.autoencoders) == 1
+    demo = demo_app.build_demo(models)
+    texts = [block.value for block in demo.blocks.values() if type(block).__name__ == "Markdown"]
+    assert any(str(weights) in text and "Skipped" in text for text in texts)  # shown in the page
+
+
+def test_no_checkpoints_means_a_message_in_the_ui(tmp_path):
+    models = demo_app.load_models(tmp_path / "nothing-here")
+    demo = demo_app.build_demo(models)
+    demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
+    try:
+        client = Client(demo.local_url, verbose=False)
+        one = save(tmp_path, "one", mnist_to_canvas(demo_app.load_examples()[1][0]))
+        with pytest.raises(AppError, match="No classifier checkpoint is loaded"):
+            client.predict(one, None, api_name="/classify")
+        with pytest.raises(AppError, match="No autoencoder checkpoint is loaded"):
+            client.predict(one, None, api_name="/reconstruct")
+    finally:
+        demo.close()
+
+
+def test_the_space_folder_runs_on_its_own(tmp_path):
+    space = assemble_space(tmp_path / "space")
+    proc, url = start_app(tmp_path / "space.log", app=space / "app.py", cwd=tmp_path)
+    try:
+        client = Client(url, verbose=False)
+        seven = save(tmp_path, "seven", mnist_to_canvas(demo_app.load_examples()[7][0]))
+        assert client.predict(seven, None, api_name="/classify")[1]["label"] == "7"
+    finally:
+        stop_app(proc)
+    assert f"checkpoints from {space / 'checkpoints'}" in (tmp_path / "space.log").read_text()
+
+
+def test_hub_repo_offline_is_a_clear_error(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    assert demo_app.main(["--hub-repo", "someone/no-such-runs"]) == 2
+    assert "could not download someone/no-such-runs" in capsys.readouterr().err
