@@ -200,14 +200,15 @@ def headline_markdown(numbers: dict, target: float = TARGET_ACCURACY) -> str:
     """The headline numbers as a Markdown table, one line per claim, each naming its run."""
     lines = ["| what | number | run |", "| --- | --- | --- |"]
     best, fastest, latent = numbers["best"], numbers["fastest"], numbers["latent"]
+    bar = f"{100 * target:g}%"
     if best is not None:
         lines.append(f"| best test accuracy | **{percent(best['test_accuracy'])}** "
                      f"(train {percent(best['train_accuracy'])}, {best['train_seconds']:.0f} s) "
                      f"| {describe(best)} · `{best['run_id']}` |")
         if fastest is None:
-            lines.append(f"| fastest to {percent(target, 0)} | no run reached {percent(target, 0)} | |")
+            lines.append(f"| fastest to {bar} | no run reached {bar} | |")
         else:
-            lines.append(f"| fastest to {percent(target, 0)} test accuracy | **{fastest['train_seconds']:.1f} s** of "
+            lines.append(f"| fastest to {bar} test accuracy | **{fastest['train_seconds']:.1f} s** of "
                          f"training ({percent(fastest['test_accuracy'])}) | {describe(fastest)} · "
                          f"`{fastest['run_id']}` |")
     if latent is not None:
