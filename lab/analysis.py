@@ -403,13 +403,20 @@ def ranked_groups(effects: pd.DataFrame) -> pd.DataFrame:
 # ---------------------------------------------------------------- sweep groups (hyperparameters, autoencoders)
 
 def group_effects(table: pd.DataFrame, group: str, metric: str) -> pd.DataFrame:
-    """The runs of one grid group: setting, metric, train seconds, parameters and the change against the base."""
+    """The runs of one grid group: setting, metric, train seconds, parameters and the change against the base.
+
+    The base is the group's run that also stands in other groups; a group without one (e.g. a different preset)
+    is compared with the sweep's base, the run that stands in the most groups.
+    """
     runs = table[table["group"] == group].assign(setting=lambda t: t["label"].map(value_label))
     if runs.empty:
         return runs
     counts = table.groupby("run_id")["group"].nunique().to_dict()
     base = _base_setting(runs, counts)
     base_value = runs.loc[runs["setting"] == base, metric].mean()
+    shared = max(counts, key=counts.get)
+    if max(counts[r] for r in runs["run_id"]) == 1 and counts[shared] > 1:
+        base, base_value = None, table.loc[table["run_id"] == shared, metric].iloc[0]
     return pd.DataFrame({"setting": runs["setting"], "is_base": runs["setting"] == base, metric: runs[metric],
                          "delta": runs[metric] - base_value, "train_seconds": runs["train_seconds"],
                          "parameters": runs["parameters"], "run_id": runs["run_id"]}).reset_index(drop=True)
@@ -429,17 +436,19 @@ def group_sentence(effects: pd.DataFrame, metric: str, lower_is_better: bool, wh
         return f"No runs of the {what} group are in the table."
     order = effects.sort_values(metric, ascending=lower_is_better)
     best, worst = order.iloc[0], order.iloc[-1]
-    base = effects[effects["is_base"]].iloc[0]
+    base = effects[effects["is_base"]].iloc[0] if effects["is_base"].any() else None
 
     def change(row: pd.Series) -> str:
+        against = "the base" if base is not None else "the sweep's base"
         if metric.endswith("mse"):
-            return f"{row[metric]:.4f} ({100 * (row[metric] / base[metric] - 1):+.0f}% against the base)"
-        return f"{percent(row[metric])} ({_points(row['delta'])} points against the base)"
+            base_value = row[metric] - row["delta"]
+            return f"{row[metric]:.4f} ({100 * (row[metric] / base_value - 1):+.0f}% against {against})"
+        return f"{percent(row[metric])} ({_points(row['delta'])} points against {against})"
 
     if len(effects) == 1:
         return f"The {what} group has one run: {best['setting']}, {change(best)}."
     return (f"Across {what}, the best is {best['setting']} at {change(best)} and the worst {worst['setting']} at "
-            f"{change(worst)}; the base is {base['setting']}.")
+            f"{change(worst)}" + (f"; the base is {base['setting']}." if base is not None else "."))
 
 
 def ae_vs_pca_sentence(latent: pd.DataFrame) -> str:

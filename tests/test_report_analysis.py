@@ -162,6 +162,17 @@ def test_group_effects_and_sentences():
     assert "one run" in A.group_sentence(effects, "test_mse", True, "epochs")
     with pytest.raises(A.Missing, match="none of the groups"):
         A.group_panels(table, ("activation",), "test_mse")
+    # a group without the shared base run (another preset) is measured against the sweep's base
+    sweep = pd.DataFrame([classifier_row("b", "lr", "train.lr=0.005", 0.990),
+                          classifier_row("x", "lr", "train.lr=0.1", 0.95),
+                          classifier_row("b", "act", "model.activation=relu", 0.990),
+                          classifier_row("z", "other", "model.preset=simple_cnn", 0.993)])
+    assert A.group_effects(sweep, "lr", "test_accuracy")["is_base"].tolist() == [True, False]
+    other = A.group_effects(sweep, "other", "test_accuracy")
+    assert other["delta"].iloc[0] == pytest.approx(0.003) and not other["is_base"].any()
+    assert "+0.30 points against the sweep's base" in A.group_sentence(other, "test_accuracy", False, "other")
+    assert "worst lr=0.1 at 95.00% (-4.00 points against the base)" in A.group_sentence(
+        A.group_effects(sweep, "lr", "test_accuracy"), "test_accuracy", False, "lr")
 
 
 def test_confusion_matrix_and_its_sentence():

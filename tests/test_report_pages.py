@@ -25,8 +25,9 @@ OWN_PAGES = ("index", "classifier", "autoencoder")  # the pages of this suite; o
 COMMITTED = paths.ROOT / "experiments" / "results"
 CELL = re.compile(r"^```\{python\}[^\n]*\n(.*?)^```[ \t]*$", re.S | re.M)
 LABEL = re.compile(r"^#\|\s*label:\s*(\S+)", re.M)
+FIG_CAP = re.compile(r"^#\|\s*fig-cap:", re.M)
 # figures drawn from the tables alone: they must render whenever the tables exist, checkpoints or not
-TABLE_FIGURES = {"fig-pareto", "fig-curves", "fig-ablations", "fig-mse", "fig-groups"}
+TABLE_FIGURES = {"plot-pareto", "plot-curves", "plot-ablations", "plot-mse", "plot-groups"}
 KERNEL_CHECK = "import sys; print(sys.executable, end='')"
 
 TINY_SWEEPS = {
@@ -137,7 +138,8 @@ def pngs(cell: nbformat.NotebookNode) -> list[bytes]:
 
 
 def figure_cells(cells: list[nbformat.NotebookNode]) -> list[nbformat.NotebookNode]:
-    return [c for c in cells if label(c).startswith("fig-")]
+    """Cells that draw a figure: they carry a caption (fig-cap) or a figure label (fig-...)."""
+    return [c for c in cells if FIG_CAP.search(c.source) or label(c).startswith("fig-")]
 
 
 def check_figures(page: Path, cells: list[nbformat.NotebookNode], notes_allowed: bool) -> None:
@@ -194,7 +196,11 @@ def test_every_page_is_found_and_has_python_cells():
     assert {p.stem for p in PAGES} >= set(OWN_PAGES)
     for page in PAGES:
         assert page_cells(page), f"{page.name} has no python cells"
-        assert "jupyter: python3" in page.read_text(), f"{page.name} must name its kernel"
+    for name in OWN_PAGES:  # the kernel the tests execute them with is the one Quarto will use
+        assert "jupyter: python3" in (REPORT / f"{name}.qmd").read_text(), f"{name}.qmd must name its kernel"
+    config = (REPORT / "_quarto.yml").read_text()
+    assert "freeze: auto" in config and "output-dir: _site" in config
+    assert all(f"href: {name}.qmd" in config for name in OWN_PAGES)
 
 
 @pytest.mark.slow
@@ -252,7 +258,8 @@ def test_pages_run_on_a_fresh_set_of_small_real_runs(tiny_lab, data_root):
         if page.stem == "index":  # the tiny runs never reach 99%, and the page says so rather than inventing a run
             headline = markdown(next(c for c in cells if label(c) == "headline"))
             assert "no run reached 99%" in headline
-            best = pd.read_csv(tiny_lab["results"] / "cnn_hparams.csv")["test_accuracy"].max()
+            best = max(pd.read_csv(tiny_lab["results"] / f"{n}.csv")["test_accuracy"].max()
+                       for n in ("cnn_hparams", "cnn_ablations"))
             assert f"{100 * best:.2f}%" in headline
         if page.stem == "classifier":
             source = markdown(next(c for c in cells if label(c) == "best-source"))
@@ -273,7 +280,7 @@ def test_missing_runs_or_tables_give_notes_not_crashes(missing, empty_dirs, data
         notes = [c for c in figure_cells(cells) if is_note(c)]
         needing_checkpoints = [c for c in figure_cells(cells) if label(c) not in TABLE_FIGURES]
         if missing == "runs":
-            assert {label(c) for c in notes} >= {label(c) for c in needing_checkpoints} - {"fig-augmentation"}
+            assert {label(c) for c in notes} >= {label(c) for c in needing_checkpoints} - {"plot-augmentation"}
             assert all("make experiments" in markdown(c) for c in notes)
         else:
             assert len(notes) == len(figure_cells(cells)) - (page.stem == "classifier")  # augmentation needs no run
