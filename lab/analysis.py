@@ -495,6 +495,32 @@ def confusion_sentence(matrix: np.ndarray) -> str:
             f"are {pairs}; the hardest true class is {hardest}, with {off[hardest].sum()} mistakes.")
 
 
+def centroid_hits(points: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per point, whether the nearest class centroid of a 2-D map is its own class's (how well the map separates)."""
+    classes = np.unique(labels)
+    centroids = np.stack([points[labels == c].mean(0) for c in classes])  # (classes, 2)
+    return classes[((points[:, None, :] - centroids[None]) ** 2).sum(-1).argmin(1)] == labels
+
+
+def centroid_accuracy(points: np.ndarray, labels: np.ndarray) -> float:
+    """The fraction of points whose nearest class centroid is their own class's."""
+    return float(centroid_hits(points, labels).mean())
+
+
+def latent_map_sentence(panels: list[tuple[str, np.ndarray, np.ndarray]]) -> str:
+    """How well each latent map separates the digits (a nearest-centroid rule), and which digits stand apart."""
+    parts = [f"{percent(centroid_accuracy(points, labels), 0)} ({title.splitlines()[0]})"
+             for title, points, labels in panels]
+    title, points, labels = panels[0]
+    hits = centroid_hits(points, labels)
+    recall = pd.Series(hits).groupby(labels).mean().sort_values(ascending=False)
+    best = " and ".join(f"{d} ({percent(r, 0)})" for d, r in recall.head(2).items())
+    worst = ", ".join(f"{d} ({percent(r, 0)})" for d, r in recall.tail(3).items())
+    return (f"A nearest-centroid rule, which knows nothing but where each digit's cloud is centred, names the right "
+            f"digit of {'; '.join(parts)} of the test images (chance: 10%). On {title.splitlines()[0]}, {best} stand apart, while "
+            f"{worst} are mostly inside other digits' clouds.")
+
+
 def callout(text: str, title: str = "Not shown", kind: str = "note") -> str:
     """A Quarto callout block (Markdown) for things the page cannot show, saying what is missing and how to get it."""
     return f"::: {{.callout-{kind}}}\n## {title}\n\n{text}\n:::\n"

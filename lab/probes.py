@@ -139,7 +139,8 @@ def as_float(images: torch.Tensor) -> torch.Tensor:
     return images.float() / 255
 
 
-_PROBABILITIES: dict[tuple[str, int], np.ndarray] = {}
+_PROBABILITIES: dict[tuple[str, int], np.ndarray] = {}  # (run folder, split size) -> class probabilities
+_CODES: dict[tuple[str, int], torch.Tensor] = {}  # (run folder, split size) -> latent codes
 
 
 def probabilities(checkpoint: Checkpoint, split: Split) -> np.ndarray:
@@ -298,7 +299,10 @@ def latent_panels(pairs: list[tuple[dict | None, Checkpoint]], split: Split,
     x, labels = as_float(split.images), split.labels.numpy()
     panels = []
     for c in chosen:
-        codes = torch.cat([c.encode(b) for b in x.split(2000)])  # (N, latent_dim)
+        key = (str(c.folder), len(split))
+        if key not in _CODES:
+            _CODES[key] = torch.cat([c.encode(b) for b in x.split(2000)])  # (N, latent_dim)
+        codes = _CODES[key]
         points, kept = project_2d(codes)
         how = "codes as they are" if kept == 1.0 else f"top 2 principal components ({100 * kept:.0f}% of variance)"
         panels.append((f"{c.folder.name}, latent {c.config.model.latent_dim}\n{how}", points, labels))

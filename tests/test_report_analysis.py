@@ -199,6 +199,16 @@ def test_tables_and_missing_tables(tmp_path, monkeypatch):
     assert "| cnn_ablations | classifier | 6 |" in inventory and "| autoencoder | | no table |" in inventory
 
 
+def test_centroid_accuracy_measures_how_well_a_map_separates_classes():
+    labels = np.repeat(np.arange(3), 20)
+    apart = np.stack([labels * 10.0, np.zeros(60)], 1) + np.random.default_rng(0).normal(size=(60, 2))
+    assert A.centroid_accuracy(apart, labels) == 1.0
+    mixed = np.random.default_rng(1).normal(size=(60, 2))
+    assert A.centroid_accuracy(mixed, labels) < 0.8
+    text = A.latent_map_sentence([("apart\ndetail", apart, labels), ("mixed", mixed, labels)])
+    assert "100% (apart)" in text and f"{100 * A.centroid_accuracy(mixed, labels):.0f}% (mixed)" in text
+
+
 def test_callout_is_quarto_markdown():
     assert A.callout("gone").startswith("::: {.callout-note}\n## Not shown")
 
