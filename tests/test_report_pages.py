@@ -12,6 +12,7 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 import pytest
+import yaml
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 from nbclient import NotebookClient
 
@@ -95,11 +96,13 @@ def page_cells(page: Path) -> list[str]:
 
 
 def kernel_name() -> str:
-    """The Jupyter kernel Quarto uses for `jupyter: python3`; skip with the reason when this environment lacks it."""
+    """The Jupyter kernel Quarto uses for `jupyter: python3`: ipykernel's, launched with this interpreter."""
     try:
-        KernelSpecManager().get_kernel_spec("python3")
+        spec = KernelSpecManager().get_kernel_spec("python3")
     except NoSuchKernel:
-        pytest.skip("no python3 Jupyter kernel: install the report extra (ipykernel) into this environment")
+        pytest.fail("no python3 Jupyter kernel: install the report extra (pip install -e '.[report]') for ipykernel")
+    # jupyter_client swaps a bare "python" for sys.executable; any other interpreter would not see this lab
+    assert spec.argv[0] in ("python", "python3", sys.executable), f"python3 kernel runs {spec.argv[0]}"
     return "python3"
 
 
@@ -198,9 +201,12 @@ def test_every_page_is_found_and_has_python_cells():
         assert page_cells(page), f"{page.name} has no python cells"
     for name in OWN_PAGES:  # the kernel the tests execute them with is the one Quarto will use
         assert "jupyter: python3" in (REPORT / f"{name}.qmd").read_text(), f"{name}.qmd must name its kernel"
-    config = (REPORT / "_quarto.yml").read_text()
-    assert "freeze: auto" in config and "output-dir: _site" in config
-    assert all(f"href: {name}.qmd" in config for name in OWN_PAGES)
+    config = yaml.safe_load((REPORT / "_quarto.yml").read_text())
+    assert config["project"] == {"type": "website", "output-dir": "_site"}
+    assert config["execute"]["freeze"] == "auto" and config["format"]["html"]["code-fold"] is True
+    assert config["format"]["html"]["toc"] is True
+    linked = {item["href"] for item in config["website"]["navbar"]["left"]}
+    assert {f"{name}.qmd" for name in OWN_PAGES} <= linked and linked <= {p.name for p in PAGES}
 
 
 @pytest.mark.slow
