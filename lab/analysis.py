@@ -517,8 +517,8 @@ def latent_map_sentence(panels: list[tuple[str, np.ndarray, np.ndarray]]) -> str
     best = " and ".join(f"{d} ({percent(r, 0)})" for d, r in recall.head(2).items())
     worst = ", ".join(f"{d} ({percent(r, 0)})" for d, r in recall.tail(3).items())
     return (f"A nearest-centroid rule, which knows nothing but where each digit's cloud is centred, names the right "
-            f"digit of {'; '.join(parts)} of the test images (chance: 10%). On {title.splitlines()[0]}, {best} stand apart, while "
-            f"{worst} are mostly inside other digits' clouds.")
+            f"digit of {'; '.join(parts)} of the test images (chance: 10%). On {title.splitlines()[0]}, {best} "
+            f"stand apart, while {worst} are mostly inside other digits' clouds.")
 
 
 def callout(text: str, title: str = "Not shown", kind: str = "note") -> str:
