@@ -34,6 +34,18 @@ test: install ## run the tests (real MNIST: set LAB_DATA_DIR when offline)
 lint: install ## ruff
 	$(PY) -m ruff check lab tests
 
+.PHONY: report
+REPORT_INPUTS = $${LAB_RESULTS_DIR:-experiments/results} lab report/_quarto.yml
+report: install ## render the Quarto report into report/_site/ (pages re-run when the tables or lab/ changed)
+	@PATH="$(abspath $(VENV))/bin:$$PATH"; command -v quarto >/dev/null 2>&1 || { \
+	  echo "make report needs Quarto, which is not installed. Install it with"; \
+	  echo "  $(PY) -m pip install quarto-cli      (or: pip install quarto-cli)"; \
+	  echo "or with the installer from https://quarto.org/docs/get-started/"; exit 1; }
+	@# freeze: auto re-runs a page only when its .qmd changed; new tables must re-run them all
+	@if [ -n "$$(find $(REPORT_INPUTS) -newer report/_freeze 2>/dev/null | head -1)" ]; then rm -rf report/_freeze; fi
+	PATH="$(abspath $(VENV))/bin:$$PATH" QUARTO_PYTHON="$(abspath $(PY))" quarto render report
+	@echo "report: open report/_site/index.html"
+
 clean: ## remove caches and build files (keeps .venv, data and runs)
 	rm -rf .pytest_cache .ruff_cache build *.egg-info
 	find . -name __pycache__ -type d -prune -not -path './$(VENV)/*' -exec rm -rf {} +

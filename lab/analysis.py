@@ -1,0 +1,526 @@
+"""Result tables -> the numbers and sentences the report shows: headlines, Pareto fronts, fit flags, ablation effects.
+
+Pure pandas/numpy: every function takes tables (as read from experiments/results/) and returns tables or text,
+so the report's claims are computed from the numbers on disk and stay true when the tables change.
+"""
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lab import paths
+
+CLASSIFIER_SWEEPS = ("cnn_hparams", "cnn_ablations")
+AUTOENCODER_SWEEP = "autoencoder"
+TARGET_ACCURACY = 0.99  # "fast to 99%": the bar a good MNIST classifier clears
+OVERFIT_GAP = 0.005  # train minus test accuracy above this (half a point) counts as overfitting
+UNDERFIT_BELOW = 0.99  # final train accuracy below this counts as underfitting: the net has not fit its data yet
+
+
+# ---------------------------------------------------------------- reading tables
+
+class Missing(Exception):
+    """Something a figure or sentence needs is not on disk; the message (Markdown) says what and how to get it."""
+
+
+def need(table: pd.DataFrame | None, name: str) -> pd.DataFrame:
+    """The table, or Missing naming the file and the command that writes it."""
+    if table is None:
+        raise Missing(f"`{paths.results_dir() / (name + '.csv')}` is missing or empty: `make experiments` trains the "
+                      f"sweep and writes it (`make results` rebuilds it from existing run folders).")
+    return table
+
+
+def read_table(name: str, results_dir: str | Path | None = None, history: bool = False) -> pd.DataFrame | None:
+    """A sweep's runs table (or per-epoch history with history=True) from the results dir; None when absent."""
+    path = paths.results_dir(results_dir) / f"{name}{'_history' if history else ''}.csv"
+    if not path.is_file():
+        return None
+    table = pd.read_csv(path)
+    return None if table.empty else table
+
+
+def read_tables(names: tuple[str, ...], results_dir: str | Path | None = None,
+                history: bool = False) -> pd.DataFrame | None:
+    """Several sweeps' tables stacked (each row keeps its `sweep`); None when none of them exists."""
+    found = [t for t in (read_table(n, results_dir, history) for n in names) if t is not None]
+    return pd.concat(found, ignore_index=True) if found else None
+
+
+def missing_tables(names: tuple[str, ...], results_dir: str | Path | None = None) -> list[Path]:
+    """The table files of these sweeps that are not on disk."""
+    folder = paths.results_dir(results_dir)
+    return [folder / f"{n}.csv" for n in names if read_table(n, results_dir) is None]
+
+
+def unique_runs(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per run id (a config that stands in several groups appears once, with its first group)."""
+    return table.drop_duplicates("run_id").reset_index(drop=True)
+
+
+def inventory_markdown(tables: dict[str, pd.DataFrame | None]) -> str:
+    """What was trained: per sweep, its runs, total training time and the machine, as a Markdown table."""
+    lines = ["| sweep | task | runs | training time | groups | where |", "| --- | --- | --- | --- | --- | --- |"]
+    for name, table in tables.items():
+        if table is None:
+            lines.append(f"| {name} | | no table | | | |")
+            continue
+        runs = unique_runs(table)
+        where = ", ".join(sorted({f"{r.device}, {int(r.threads)} threads, torch {r.torch_version}"
+                                  for r in runs.itertuples()})) if {"device", "threads", "torch_version"} <= set(runs) \
+            else ""
+        lines.append(f"| {name} | {runs['task'].iloc[0]} | {len(runs)} | {runs['train_seconds'].sum() / 60:.1f} min | "
+                     f"{', '.join(dict.fromkeys(table['group'].fillna('')))} | {where} |")
+    return "\n".join(lines)
+
+
+def sweep_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The classifier sweep for reading: one row per run, accuracies in percent, seconds, parameters."""
+    runs = unique_runs(table)
+    return pd.DataFrame({
+        "group": runs["group"], "setting": runs["label"].map(value_label),
+        "train acc (%)": (100 * runs["train_accuracy"]).round(2),
+        "test acc (%)": (100 * runs["test_accuracy"]).round(2),
+        "train s": runs["train_seconds"].round(1), "parameters": runs["parameters"].astype(int), "run": runs["run_id"],
+    })
+
+
+def sortable_html(table: pd.DataFrame, table_id: str) -> str:
+    """An HTML table whose column headers sort it on click (numbers numerically), with a few lines of plain JS."""
+    html = table.to_html(index=False, table_id=table_id, classes="table table-sm sortable", border=0, escape=True)
+    script = (
+        "<script>(function(){const t=document.getElementById('TABLE_ID');if(!t)return;"
+        "t.querySelectorAll('th').forEach((th,i)=>{th.style.cursor='pointer';th.title='click to sort';"
+        "th.addEventListener('click',()=>{const b=t.tBodies[0],rows=[...b.rows],up=th.dataset.up!=='1';"
+        "th.dataset.up=up?'1':'0';const v=r=>{const s=r.cells[i].innerText,n=parseFloat(s);return isNaN(n)?s:n};"
+        "rows.sort((x,y)=>{const a=v(x),c=v(y);return (a>c?1:a<c?-1:0)*(up?1:-1)});"
+        "rows.forEach(r=>b.appendChild(r))})})})();</script>").replace("TABLE_ID", table_id)
+    return html + script
+
+
+# ---------------------------------------------------------------- describing runs
+
+def widths(channels: str) -> str:
+    """'[[16], [32], [64]]' or '[32, 64]' (a table's JSON text) -> '16/32/64'."""
+    def flat(x):
+        return [c for item in x for c in flat(item)] if isinstance(x, list) else [x]
+
+    return "/".join(str(c) for c in flat(json.loads(channels)))
+
+
+def value_label(label: str) -> str:
+    """A grid label without its seed and key prefixes: 'model.norm=layer seed=1' -> 'norm=layer'."""
+    # labels are "key=value" pairs joined by spaces, and list values hold spaces too: split on the keys instead
+    pairs = [part.split("=", 1) for part in re.split(r" (?=[a-z_.]+=)", str(label)) if "=" in part]
+    parts = [f"{key.split('.', 1)[-1]}={widths(value) if value.startswith('[') else value}"
+             for key, value in pairs if key != "seed"]
+    return " ".join(parts) or "base"
+
+
+def describe(row: pd.Series) -> str:
+    """A run's config in words: model, widths, budget and optimiser, e.g. for the headline table."""
+    epochs = int(row["train.epochs"])
+    text = f"`{row['model.preset']}` {widths(row['model.channels'])}"
+    if row.get("task") == "autoencoder" and row.get("model.arch") != "pca":
+        text += f", latent {int(row['model.latent_dim'])}, {row['model.activation']}"
+    elif row.get("task") == "autoencoder":
+        return f"PCA, {int(row['model.latent_dim'])} components"
+    text += f", {epochs} epoch{'s' if epochs != 1 else ''}, {row['train.optimizer']} lr {row['train.lr']:g}"
+    if row.get("train.schedule") and row["train.schedule"] != "none":
+        text += f" ({row['train.schedule']})"
+    return text
+
+
+def percent(x: float, digits: int = 2) -> str:
+    """0.99471 -> '99.47%'."""
+    return f"{100 * x:.{digits}f}%"
+
+
+# ---------------------------------------------------------------- headline numbers
+
+def best_accuracy(classifiers: pd.DataFrame) -> pd.Series:
+    """The classifier run with the highest test accuracy (the faster one on a tie)."""
+    runs = unique_runs(classifiers).sort_values(["test_accuracy", "train_seconds"], ascending=[False, True])
+    return runs.iloc[0]
+
+
+def fastest_to(classifiers: pd.DataFrame, target: float = TARGET_ACCURACY) -> pd.Series | None:
+    """The run with the least training time whose final test accuracy reaches target; None if none does."""
+    good = unique_runs(classifiers)
+    good = good[good["test_accuracy"] >= target]
+    if good.empty:
+        return None
+    return good.sort_values(["train_seconds", "test_accuracy"], ascending=[True, False]).iloc[0]
+
+
+def mse_by_latent(autoencoders: pd.DataFrame, group: str | None = None) -> pd.DataFrame:
+    """Per latent size: the best conv autoencoder's test MSE (and run), and PCA's at the same size.
+
+    With group, only that grid group's conv runs count (e.g. "latent_dim": one recipe at every size, a fair
+    comparison); without, the best conv run of any group at that size (the headline).
+
+    Columns: latent_dim, ae_mse, ae_run_id, ae_seconds, pca_mse, pca_run_id, ae_gain (how much lower the AE's MSE
+    is than PCA's, as a fraction of PCA's; NaN where one side is missing).
+    """
+    runs = unique_runs(autoencoders)
+    is_pca = runs["model.arch"] == "pca"
+    if group is not None and (autoencoders["group"] == group).any():
+        in_group = set(autoencoders.loc[autoencoders["group"] == group, "run_id"])
+        runs, is_pca = runs[is_pca | runs["run_id"].isin(in_group)], is_pca[is_pca | runs["run_id"].isin(in_group)]
+    rows = []
+    for latent, group in runs.groupby("model.latent_dim"):
+        conv, pca = group[~is_pca.loc[group.index]], group[is_pca.loc[group.index]]
+        row = {"latent_dim": int(latent), "ae_mse": np.nan, "ae_run_id": None, "ae_seconds": np.nan,
+               "pca_mse": np.nan, "pca_run_id": None}
+        if not conv.empty:
+            best = conv.loc[conv["test_mse"].idxmin()]
+            row |= {"ae_mse": best["test_mse"], "ae_run_id": best["run_id"], "ae_seconds": best["train_seconds"]}
+        if not pca.empty:
+            best = pca.loc[pca["test_mse"].idxmin()]
+            row |= {"pca_mse": best["test_mse"], "pca_run_id": best["run_id"]}
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    table["ae_gain"] = 1 - table["ae_mse"] / table["pca_mse"]
+    return table
+
+
+def headline(classifiers: pd.DataFrame | None, autoencoders: pd.DataFrame | None) -> dict:
+    """The overview's numbers: best test accuracy, fastest run to 99%, best MSE per latent size (None if no table)."""
+    return {
+        "best": None if classifiers is None else best_accuracy(classifiers),
+        "fastest": None if classifiers is None else fastest_to(classifiers),
+        "latent": None if autoencoders is None else mse_by_latent(autoencoders),
+    }
+
+
+def headline_markdown(numbers: dict, target: float = TARGET_ACCURACY) -> str:
+    """The headline numbers as a Markdown table, one line per claim, each naming its run."""
+    lines = ["| what | number | run |", "| --- | --- | --- |"]
+    best, fastest, latent = numbers["best"], numbers["fastest"], numbers["latent"]
+    bar = f"{100 * target:g}%"
+    if best is not None:
+        lines.append(f"| best test accuracy | **{percent(best['test_accuracy'])}** "
+                     f"(train {percent(best['train_accuracy'])}, {best['train_seconds']:.0f} s) "
+                     f"| {describe(best)} · `{best['run_id']}` |")
+        if fastest is None:
+            lines.append(f"| fastest to {bar} | no run reached {bar} | |")
+        else:
+            lines.append(f"| fastest to {bar} test accuracy | **{fastest['train_seconds']:.1f} s** of "
+                         f"training ({percent(fastest['test_accuracy'])}) | {describe(fastest)} · "
+                         f"`{fastest['run_id']}` |")
+    if latent is not None:
+        for row in latent.itertuples():
+            if np.isnan(row.ae_mse):
+                continue
+            pca = f", PCA {row.pca_mse:.4f}" if not np.isnan(row.pca_mse) else ""
+            lines.append(f"| best reconstruction MSE, latent {row.latent_dim} | **{row.ae_mse:.4f}**{pca} | "
+                         f"`{row.ae_run_id}` |")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- the accuracy / time trade-off
+
+def pareto_front(table: pd.DataFrame, cost: str = "train_seconds", gain: str = "test_accuracy") -> pd.Series:
+    """True for rows no other row beats on both counts (less or equal cost and more gain, one strictly)."""
+    order = table.sort_values([cost, gain], ascending=[True, False])
+    on_front, best_so_far = pd.Series(False, index=table.index), -np.inf
+    for index, value in order[gain].items():
+        if value > best_so_far:  # cheaper rows all had less gain
+            on_front[index] = True
+            best_so_far = value
+    return on_front
+
+
+def pareto_sentence(table: pd.DataFrame) -> str:
+    """What the front says: where it starts, where it ends, and what the last step up costs."""
+    runs = unique_runs(table)
+    front = runs[pareto_front(runs)].sort_values("train_seconds")
+    first, last = front.iloc[0], front.iloc[-1]
+    text = (f"{len(front)} of the {len(runs)} runs lie on the Pareto front. It starts at {describe(first)} "
+            f"({percent(first['test_accuracy'])} in {first['train_seconds']:.0f} s) and ends at {describe(last)} "
+            f"({percent(last['test_accuracy'])} in {last['train_seconds']:.0f} s)")
+    if len(front) >= 2:
+        before = front.iloc[-2]
+        gain = 100 * (last["test_accuracy"] - before["test_accuracy"])
+        factor = last["train_seconds"] / before["train_seconds"]
+        text += (f"; its last step buys {gain:.2f} points of test accuracy for {factor:.1f}x the training time of "
+                 f"the run before it ({describe(before)})")
+    off = runs[~pareto_front(runs)]
+    if not off.empty:
+        text += (". Every run off the front is matched by one that trains faster and scores at least as well, "
+                 "so its settings are not worth their cost at this budget")
+    return text + "."
+
+
+# ---------------------------------------------------------------- over- and underfitting
+
+def fit_rule(gap: float = OVERFIT_GAP, underfit_below: float = UNDERFIT_BELOW) -> str:
+    """The over/underfitting rule in words, as the page states it."""
+    return (f"**Overfitting**: final train accuracy (re-measured in eval mode) exceeds test accuracy by more than "
+            f"{100 * gap:.1f} points, or test loss rose in the last epoch while train loss fell. "
+            f"**Underfitting**: final train accuracy below {percent(underfit_below, 0)}: the network has not yet "
+            f"fitted its own training data, so more capacity or training should help.")
+
+
+def fit_flags(table: pd.DataFrame, history: pd.DataFrame | None, gap: float = OVERFIT_GAP,
+              underfit_below: float = UNDERFIT_BELOW) -> pd.DataFrame:
+    """One row per run: train/test accuracy, their gap in points, whether test loss rose at the end, and the flag."""
+    runs = unique_runs(table)
+    rising = {}
+    if history is not None and "test_loss" in history:
+        for rid, epochs in history.sort_values("epoch").groupby("run_id"):
+            if len(epochs) >= 2:
+                last, prev = epochs.iloc[-1], epochs.iloc[-2]
+                rising[rid] = bool(last["test_loss"] > prev["test_loss"] and last["train_loss"] < prev["train_loss"])
+    out = pd.DataFrame({
+        "run_id": runs["run_id"], "group": runs["group"], "setting": runs["label"].map(value_label),
+        "epochs": runs["train.epochs"], "train_accuracy": runs["train_accuracy"],
+        "test_accuracy": runs["test_accuracy"],
+        "gap_points": 100 * (runs["train_accuracy"] - runs["test_accuracy"]),
+        "test_loss_rising": runs["run_id"].map(lambda r: rising.get(r, False)),
+    })
+    over = (out["gap_points"] > 100 * gap) | out["test_loss_rising"]
+    under = out["train_accuracy"] < underfit_below
+    out["flag"] = np.where(over, "overfitting", np.where(under, "underfitting", ""))
+    return out
+
+
+def fit_sentence(flags: pd.DataFrame) -> str:
+    """What the flags say about the sweep, in a sentence or two, with how the gap grows with training length."""
+    over, under = flags[flags["flag"] == "overfitting"], flags[flags["flag"] == "underfitting"]
+    widest = flags.loc[flags["gap_points"].idxmax()]
+    if over.empty:
+        text = (f"No run overfits by this rule: the widest train-test gap is {widest['gap_points']:.2f} points "
+                f"({widest['group']}: {widest['setting']}) and no run's test loss rose in its last epoch")
+    else:
+        names = ", ".join(f"{r.group}: {r.setting} ({r.gap_points:.2f} points"
+                          f"{', test loss rising' if r.test_loss_rising else ''})" for r in over.itertuples())
+        text = f"{len(over)} run{'s' if len(over) != 1 else ''} overfit{'s' if len(over) == 1 else ''}: {names}"
+    if under.empty:
+        text += "; none underfits."
+    else:
+        names = ", ".join(f"{r.group}: {r.setting} (train {percent(r.train_accuracy)})" for r in under.itertuples())
+        text += f"; {len(under)} underfit{'s' if len(under) == 1 else ''}: {names}."
+    by_epochs = flags.groupby("epochs")["gap_points"].mean()
+    if len(by_epochs) >= 2:
+        first, last = by_epochs.index[0], by_epochs.index[-1]
+        trend = "widens" if by_epochs.iloc[-1] > by_epochs.iloc[0] else "does not widen"
+        text += (f" The gap {trend} with training length: {by_epochs.iloc[0]:.2f} points on average after {first} "
+                 f"epoch{'s' if first != 1 else ''}, {by_epochs.iloc[-1]:.2f} after {last}.")
+    return text
+
+
+# ---------------------------------------------------------------- ablations
+
+def _base_setting(group: pd.DataFrame, counts: dict[str, int]) -> str:
+    """The setting of a group whose runs stand in the most groups: the shared base config (first one on a tie)."""
+    score = group.groupby("setting", sort=False)["run_id"].agg(lambda ids: min(counts[i] for i in ids))
+    return score.idxmax()
+
+
+def ablation_effects(table: pd.DataFrame, metric: str = "test_accuracy") -> pd.DataFrame:
+    """Per group and setting: mean, std, min and max of the metric over seeds, and the change against the group's base.
+
+    The base of a group is the setting whose runs also stand in other groups (the sweep's base config). `noise` is the
+    largest seed-to-seed spread (max - min) of any setting in the table; an effect is `clear` when it exceeds it.
+    """
+    runs = table.assign(setting=table["label"].map(value_label))
+    counts = runs.groupby("run_id")["group"].nunique().to_dict()
+    noise = runs.groupby(["group", "setting"])[metric].agg(lambda v: v.max() - v.min()).max()
+    rows = []
+    for group, cells in runs.groupby("group", sort=False):
+        base = _base_setting(cells, counts)
+        base_mean = cells.loc[cells["setting"] == base, metric].mean()
+        for setting, cell in cells.groupby("setting", sort=False):
+            values = cell[metric]
+            delta = values.mean() - base_mean
+            rows.append({
+                "group": group, "setting": setting, "is_base": setting == base, "seeds": len(values),
+                "mean": values.mean(), "std": values.std(ddof=1) if len(values) > 1 else np.nan,
+                "min": values.min(), "max": values.max(), "delta": delta, "noise": noise,
+                "clear": bool(setting != base and noise > 0 and abs(delta) > noise), "values": values.tolist(),
+            })
+    return pd.DataFrame(rows)
+
+
+def _points(x: float) -> str:
+    return f"{100 * x:+.2f}"
+
+
+def ablation_sentences(effects: pd.DataFrame, metric_name: str = "test accuracy") -> list[str]:
+    """One sentence per ablation group, saying which settings move the metric beyond the seed-to-seed spread."""
+    sentences = []
+    noise = effects["noise"].iloc[0]
+    for group, cells in effects.groupby("group", sort=False):
+        base = cells[cells["is_base"]].iloc[0]
+        others = cells[~cells["is_base"]]
+        head = f"**{group}** (base {base['setting']}: {percent(base['mean'])})"
+        moved = "; ".join(f"{r.setting} {_points(r.delta)} points ({percent(r.mean)})" for r in others.itertuples())
+        clear = others[others["clear"]]
+        if others.empty:
+            sentences.append(f"{head}: only the base was run.")
+        elif not noise > 0:
+            sentences.append(f"{head}: {moved}. One seed per setting, so these changes cannot be told apart from "
+                             f"seed noise.")
+        elif clear.empty:
+            sentences.append(f"{head}: {moved}. All within the seed noise ({100 * noise:.2f} points), so at this "
+                             f"budget it makes no measurable difference.")
+        else:
+            largest = clear.loc[clear["delta"].abs().idxmax()]
+            verb = "costs" if largest["delta"] < 0 else "gains"
+            sentences.append(f"{head}: {moved}. {largest['setting']} {verb} {abs(100 * largest['delta']):.2f} points "
+                             f"of {metric_name}, {abs(largest['delta']) / noise:.1f}x the seed noise: a real effect.")
+    return sentences
+
+
+def knobs_sentence(effects: pd.DataFrame) -> str:
+    """Which ablated knobs matter: those with an effect beyond seed noise, largest first, and those without."""
+    ranked = ranked_groups(effects)
+    matter = ranked[ranked["any_clear"]]
+    rest = ranked[~ranked["any_clear"]]
+    noise = effects["noise"].iloc[0]
+    if matter.empty:
+        return (f"No ablated choice moves test accuracy beyond the seed noise ({100 * noise:.2f} points, the largest "
+                f"spread between seeds of one setting): at this budget the base network is robust to all of them.")
+    text = ("What matters: " + ", ".join(f"{r.group} (up to {100 * r.largest:.2f} points)" for r in matter.itertuples())
+            + f", each beyond the seed noise of {100 * noise:.2f} points (the largest spread between seeds of one "
+              f"setting).")
+    if not rest.empty:
+        text += " Within that noise, and so not measurable here: " + ", ".join(rest["group"]) + "."
+    return text
+
+
+def ranked_groups(effects: pd.DataFrame) -> pd.DataFrame:
+    """Groups ordered by their largest absolute effect against the base: which knobs matter most."""
+    size = effects.groupby("group", sort=False).agg(largest=("delta", lambda d: d.abs().max()),
+                                                    any_clear=("clear", "any"))
+    return size.sort_values("largest", ascending=False).reset_index()
+
+
+# ---------------------------------------------------------------- sweep groups (hyperparameters, autoencoders)
+
+def group_effects(table: pd.DataFrame, group: str, metric: str) -> pd.DataFrame:
+    """The runs of one grid group: setting, metric, train seconds, parameters and the change against the base.
+
+    The base is the group's run that also stands in other groups; a group without one (e.g. a different preset)
+    is compared with the sweep's base, the run that stands in the most groups.
+    """
+    runs = table[table["group"] == group].assign(setting=lambda t: t["label"].map(value_label))
+    if runs.empty:
+        return runs
+    counts = table.groupby("run_id")["group"].nunique().to_dict()
+    base = _base_setting(runs, counts)
+    base_value = runs.loc[runs["setting"] == base, metric].mean()
+    shared = max(counts, key=counts.get)
+    if max(counts[r] for r in runs["run_id"]) == 1 and counts[shared] > 1:
+        base, base_value = None, table.loc[table["run_id"] == shared, metric].iloc[0]
+    return pd.DataFrame({"setting": runs["setting"], "is_base": runs["setting"] == base, metric: runs[metric],
+                         "delta": runs[metric] - base_value, "train_seconds": runs["train_seconds"],
+                         "parameters": runs["parameters"], "run_id": runs["run_id"]}).reset_index(drop=True)
+
+
+def group_panels(table: pd.DataFrame, groups: tuple[str, ...], metric: str) -> dict[str, pd.DataFrame]:
+    """group_effects for each of these groups the table has; Missing when it has none of them."""
+    panels = {g: group_effects(table, g, metric) for g in groups if (table["group"] == g).any()}
+    if not panels:
+        raise Missing(f"The table has none of the groups {', '.join(groups)}, so there is nothing to compare.")
+    return panels
+
+
+def group_sentence(effects: pd.DataFrame, metric: str, lower_is_better: bool, what: str) -> str:
+    """Best and worst setting of a group against its base, in words (MSE as relative change, accuracy in points)."""
+    if effects.empty:
+        return f"No runs of the {what} group are in the table."
+    order = effects.sort_values(metric, ascending=lower_is_better)
+    best, worst = order.iloc[0], order.iloc[-1]
+    base = effects[effects["is_base"]].iloc[0] if effects["is_base"].any() else None
+
+    def change(row: pd.Series) -> str:
+        against = "the base" if base is not None else "the sweep's base"
+        if metric.endswith("mse"):
+            base_value = row[metric] - row["delta"]
+            return f"{row[metric]:.4f} ({100 * (row[metric] / base_value - 1):+.0f}% against {against})"
+        return f"{percent(row[metric])} ({_points(row['delta'])} points against {against})"
+
+    if len(effects) == 1:
+        return f"The {what} group has one run: {best['setting']}, {change(best)}."
+    return (f"Across {what}, the best is {best['setting']} at {change(best)} and the worst {worst['setting']} at "
+            f"{change(worst)}" + (f"; the base is {base['setting']}." if base is not None else "."))
+
+
+def ae_vs_pca_sentence(latent: pd.DataFrame) -> str:
+    """Whether the autoencoder beats PCA at each latent size, and by how much."""
+    both = latent.dropna(subset=["ae_mse", "pca_mse"])
+    if both.empty:
+        return "The table has no latent size with both an autoencoder and a PCA run, so there is nothing to compare."
+    wins = both[both["ae_mse"] < both["pca_mse"]]
+    detail = ", ".join(f"{abs(100 * r.ae_gain):.0f}% {'lower' if r.ae_gain > 0 else 'higher'} at {r.latent_dim}"
+                       for r in both.itertuples())
+    if len(wins) == len(both):
+        verdict = f"The autoencoder beats PCA at every latent size tried ({len(both)})"
+    elif wins.empty:
+        verdict = "PCA beats the autoencoder at every latent size tried"
+    else:
+        verdict = (f"The autoencoder beats PCA at latent size{'s' if len(wins) > 1 else ''} "
+                   f"{', '.join(str(d) for d in wins['latent_dim'])} only")
+    big, small = both.loc[both["ae_gain"].idxmax()], both.loc[both["ae_gain"].idxmin()]
+    return (f"{verdict}. Its test MSE is {detail} than PCA's; the gain is largest at "
+            f"{big.latent_dim} ({big.ae_mse:.4f} against {big.pca_mse:.4f}) and smallest at {small.latent_dim} "
+            f"({small.ae_mse:.4f} against {small.pca_mse:.4f}). PCA keeps the directions of largest pixel variance, "
+            f"which is optimal among linear codes; the nonlinear decoder's advantage shows where a few linear "
+            f"components cannot capture the strokes.")
+
+
+def confusion(labels: np.ndarray, predictions: np.ndarray, classes: int = 10) -> np.ndarray:
+    """Counts (classes, classes): rows the true class, columns the predicted one."""
+    matrix = np.zeros((classes, classes), dtype=int)
+    np.add.at(matrix, (labels, predictions), 1)
+    return matrix
+
+
+def confusion_sentence(matrix: np.ndarray) -> str:
+    """How many test digits a classifier gets wrong and which confusions dominate (rows true, columns predicted)."""
+    total, errors = matrix.sum(), matrix.sum() - np.trace(matrix)
+    if errors == 0:
+        return f"It classifies all {total:,} test digits correctly."
+    off = matrix.copy()
+    np.fill_diagonal(off, 0)
+    top = np.dstack(np.unravel_index(np.argsort(-off, axis=None), off.shape))[0][:3]
+    pairs = ", ".join(f"{t} read as {p} ({off[t, p]})" for t, p in top if off[t, p] > 0)
+    hardest = int(np.argmax(off.sum(1)))
+    return (f"It gets {errors} of {total:,} test digits wrong ({percent(errors / total)}). The commonest confusions "
+            f"are {pairs}; the hardest true class is {hardest}, with {off[hardest].sum()} mistakes.")
+
+
+def centroid_hits(points: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per point, whether the nearest class centroid of a 2-D map is its own class's (how well the map separates)."""
+    classes = np.unique(labels)
+    centroids = np.stack([points[labels == c].mean(0) for c in classes])  # (classes, 2)
+    return classes[((points[:, None, :] - centroids[None]) ** 2).sum(-1).argmin(1)] == labels
+
+
+def centroid_accuracy(points: np.ndarray, labels: np.ndarray) -> float:
+    """The fraction of points whose nearest class centroid is their own class's."""
+    return float(centroid_hits(points, labels).mean())
+
+
+def latent_map_sentence(panels: list[tuple[str, np.ndarray, np.ndarray]]) -> str:
+    """How well each latent map separates the digits (a nearest-centroid rule), and which digits stand apart."""
+    parts = [f"{percent(centroid_accuracy(points, labels), 0)} ({title.splitlines()[0]})"
+             for title, points, labels in panels]
+    title, points, labels = panels[0]
+    hits = centroid_hits(points, labels)
+    recall = pd.Series(hits).groupby(labels).mean().sort_values(ascending=False)
+    best = " and ".join(f"{d} ({percent(r, 0)})" for d, r in recall.head(2).items())
+    worst = ", ".join(f"{d} ({percent(r, 0)})" for d, r in recall.tail(3).items())
+    return (f"A nearest-centroid rule, which knows nothing but where each digit's cloud is centred, names the right "
+            f"digit of {'; '.join(parts)} of the test images (chance: 10%). On {title.splitlines()[0]}, {best} "
+            f"stand apart, while {worst} are mostly inside other digits' clouds.")
+
+
+def callout(text: str, title: str = "Not shown", kind: str = "note") -> str:
+    """A Quarto callout block (Markdown) for things the page cannot show, saying what is missing and how to get it."""
+    return f"::: {{.callout-{kind}}}\n## {title}\n\n{text}\n:::\n"

@@ -1,0 +1,346 @@
+"""The report's table functions, figures and checkpoint probes on small hand-made tables and tiny real runs."""
+
+import io
+import json
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from matplotlib.figure import Figure
+
+from lab import analysis as A
+from lab import figures as F
+from lab import probes as P
+
+matplotlib.use("Agg")
+
+
+def classifier_row(run_id, group, label, test, train=None, seconds=10.0, seed=0, epochs=2, channels="[[16], [32]]"):
+    return {"sweep": "s", "group": group, "label": label, "run_id": run_id, "task": "classifier",
+            "model.preset": "fast_cnn", "model.channels": channels, "train.epochs": epochs, "train.optimizer": "adam",
+            "train.lr": 0.005, "train.schedule": "onecycle", "test_accuracy": test,
+            "train_accuracy": test + 0.002 if train is None else train, "train_seconds": seconds,
+            "parameters": 1000, "seed": seed, "data.augment": False, "data.rotate": 10.0, "data.scale": 0.1,
+            "data.translate": 0.1}
+
+
+def ablation_table() -> pd.DataFrame:
+    """Base (b0, b1) stands in both groups; 'bad' costs two points, 'meh' moves less than the seed noise."""
+    rows = []
+    for group, setting, ids, accs in [("norm", "batch", ("b0", "b1"), (0.990, 0.991)),
+                                      ("norm", "none", ("n0", "n1"), (0.9895, 0.9912)),
+                                      ("schedule", "onecycle", ("b0", "b1"), (0.990, 0.991)),
+                                      ("schedule", "bad", ("s0", "s1"), (0.970, 0.971))]:
+        key = "model.norm" if group == "norm" else "train.schedule"
+        rows += [classifier_row(rid, group, f"{key}={setting} seed={seed}", acc, seed=seed)
+                 for seed, (rid, acc) in enumerate(zip(ids, accs))]
+    return pd.DataFrame(rows)
+
+
+def autoencoder_table() -> pd.DataFrame:
+    rows = []
+    for rid, group, arch, latent, mse in [("a2", "latent_dim", "conv", 2, 0.05), ("a8", "latent_dim", "conv", 8, 0.02),
+                                          ("p2", "pca", "pca", 2, 0.04), ("p8", "pca", "pca", 8, 0.03),
+                                          ("e8", "epochs", "conv", 8, 0.015)]:
+        rows.append({"group": group, "label": f"model.latent_dim={latent}", "run_id": rid, "task": "autoencoder",
+                     "model.preset": "pca" if arch == "pca" else "conv_ae", "model.arch": arch,
+                     "model.latent_dim": latent, "model.channels": "[32, 64]", "model.activation": "relu",
+                     "train.epochs": 2, "train.optimizer": "adam", "train.lr": 0.003, "train.schedule": "onecycle",
+                     "test_mse": mse, "train_seconds": 1.0 if arch == "pca" else 10.0, "parameters": 10})
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------- analysis
+
+def test_value_labels_drop_seeds_and_prefixes_and_shorten_channels():
+    assert A.value_label("model.norm=layer seed=1") == "norm=layer"
+    assert A.value_label("model.channels=[[8], [16], [32]] train.epochs=4") == "channels=8/16/32 epochs=4"
+    assert A.value_label("seed=0") == "base" and A.value_label("") == "base"
+    assert A.widths("[32, 64, 128]") == "32/64/128"
+
+
+def test_best_and_fastest_follow_the_numbers():
+    table = pd.DataFrame([classifier_row("slow", "g", "x=1", 0.995, seconds=80),
+                          classifier_row("quick", "g", "x=2", 0.991, seconds=10),
+                          classifier_row("quicker", "g", "x=3", 0.985, seconds=5),
+                          classifier_row("quick", "h", "y=1", 0.991, seconds=10)])  # a repeat of a shared run
+    assert A.best_accuracy(table)["run_id"] == "slow"
+    assert A.fastest_to(table)["run_id"] == "quick"
+    assert A.fastest_to(table, 0.999) is None
+    text = A.headline_markdown(A.headline(table, None))
+    assert "**99.50%**" in text and "**10.0 s**" in text and "`quick`" in text
+    assert "no run reached 99.9%" in A.headline_markdown(A.headline(table, None) | {"fastest": None}, 0.999)
+
+
+def test_pareto_front_of_a_known_set():
+    table = pd.DataFrame({"train_seconds": [1, 2, 3, 4, 5], "test_accuracy": [0.90, 0.95, 0.94, 0.97, 0.97]})
+    assert A.pareto_front(table).tolist() == [True, True, False, True, False]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 20), st.integers(0, 20)), min_size=1, max_size=25))
+def test_pareto_front_is_exactly_the_undominated_points(points):
+    table = pd.DataFrame(points, columns=["train_seconds", "test_accuracy"])
+    front = A.pareto_front(table)
+
+    def dominated(i):
+        t, a = points[i]
+        return any((t2 <= t and a2 >= a) and (t2 < t or a2 > a) for t2, a2 in points)
+
+    for i in range(len(points)):
+        if front[i]:
+            assert not dominated(i)
+        elif not dominated(i):  # an exact duplicate of a front point: the front keeps one of them
+            assert any(front[j] and points[j] == points[i] for j in range(len(points)))
+    assert front.any()
+
+
+def test_pareto_sentence_names_both_ends():
+    table = pd.DataFrame([classifier_row("a", "g", "x=1", 0.98, seconds=5),
+                          classifier_row("b", "g", "x=2", 0.99, seconds=20),
+                          classifier_row("c", "g", "x=3", 0.985, seconds=30)])
+    text = A.pareto_sentence(table)
+    assert text.startswith("2 of the 3 runs lie on the Pareto front")
+    assert "98.00% in 5 s" in text and "99.00% in 20 s" in text and "4.0x the training time" in text
+
+
+def test_fit_flags_apply_the_stated_rule():
+    table = pd.DataFrame([classifier_row("fine", "g", "x=1", 0.990, train=0.992),
+                          classifier_row("gap", "g", "x=2", 0.985, train=0.999),
+                          classifier_row("rising", "g", "x=3", 0.990, train=0.993),
+                          classifier_row("under", "g", "x=4", 0.950, train=0.952)])
+    history = pd.DataFrame([{"run_id": r, "epoch": e, "train_loss": tl, "test_loss": vl}
+                            for r, e, tl, vl in [("rising", 1, 0.3, 0.10), ("rising", 2, 0.1, 0.12),
+                                                 ("fine", 1, 0.3, 0.10), ("fine", 2, 0.1, 0.08)]])
+    flags = A.fit_flags(table, history).set_index("run_id")["flag"].to_dict()
+    assert flags == {"fine": "", "gap": "overfitting", "rising": "overfitting", "under": "underfitting"}
+    text = A.fit_sentence(A.fit_flags(table, history))
+    assert "2 runs overfit" in text and "1.40 points" in text and "test loss rising" in text and "1 underfits" in text
+    assert "0.5 points" in A.fit_rule() and "99%" in A.fit_rule()
+
+
+def test_ablation_effects_find_the_base_and_weigh_effects_against_seed_noise():
+    effects = A.ablation_effects(ablation_table()).set_index(["group", "setting"])
+    assert effects.loc[("norm", "norm=batch"), "is_base"] and effects.loc[("schedule", "schedule=onecycle"), "is_base"]
+    assert effects.loc[("schedule", "schedule=bad"), "delta"] == pytest.approx(-0.02)
+    assert effects.loc[("schedule", "schedule=bad"), "std"] == pytest.approx(np.std([0.970, 0.971], ddof=1))
+    assert effects["noise"].iloc[0] == pytest.approx(0.0017)  # the widest seed spread: norm=none
+    assert effects.loc[("schedule", "schedule=bad"), "clear"] and not effects.loc[("norm", "norm=none"), "clear"]
+    sentences = A.ablation_sentences(A.ablation_effects(ablation_table()))
+    assert "no measurable difference" in sentences[0] and "a real effect" in sentences[1]
+    assert "schedule=bad costs 2.00 points" in sentences[1]
+    knobs = A.knobs_sentence(A.ablation_effects(ablation_table()))
+    assert knobs.startswith("What matters: schedule (up to 2.00 points)") and "not measurable here: norm" in knobs
+
+
+def test_one_seed_cannot_separate_an_effect_from_noise():
+    table = ablation_table()
+    effects = A.ablation_effects(table[table["seed"] == 0])
+    assert not effects["clear"].any()
+    assert all("cannot be told apart" in s for s in A.ablation_sentences(effects))
+
+
+def test_autoencoder_against_pca_per_latent_size():
+    table = autoencoder_table()
+    best = A.mse_by_latent(table).set_index("latent_dim")
+    assert best.loc[8, "ae_run_id"] == "e8" and best.loc[8, "ae_mse"] == 0.015  # best of any group
+    sweep = A.mse_by_latent(table, group="latent_dim").set_index("latent_dim")
+    assert sweep.loc[8, "ae_run_id"] == "a8" and sweep.loc[8, "ae_gain"] == pytest.approx(1 / 3)
+    text = A.ae_vs_pca_sentence(sweep.reset_index())
+    assert "beats PCA at latent size 8 only" in text and "25% higher at 2" in text and "33% lower at 8" in text
+
+
+def test_group_effects_and_sentences():
+    table = autoencoder_table()
+    table.loc[table["run_id"] == "e8", "label"] = "train.epochs=5"
+    effects = A.group_effects(table, "epochs", "test_mse")
+    assert effects["setting"].tolist() == ["epochs=5"]
+    assert "one run" in A.group_sentence(effects, "test_mse", True, "epochs")
+    with pytest.raises(A.Missing, match="none of the groups"):
+        A.group_panels(table, ("activation",), "test_mse")
+    # a group without the shared base run (another preset) is measured against the sweep's base
+    sweep = pd.DataFrame([classifier_row("b", "lr", "train.lr=0.005", 0.990),
+                          classifier_row("x", "lr", "train.lr=0.1", 0.95),
+                          classifier_row("b", "act", "model.activation=relu", 0.990),
+                          classifier_row("z", "other", "model.preset=simple_cnn", 0.993)])
+    assert A.group_effects(sweep, "lr", "test_accuracy")["is_base"].tolist() == [True, False]
+    other = A.group_effects(sweep, "other", "test_accuracy")
+    assert other["delta"].iloc[0] == pytest.approx(0.003) and not other["is_base"].any()
+    assert "+0.30 points against the sweep's base" in A.group_sentence(other, "test_accuracy", False, "other")
+    assert "worst lr=0.1 at 95.00% (-4.00 points against the base)" in A.group_sentence(
+        A.group_effects(sweep, "lr", "test_accuracy"), "test_accuracy", False, "lr")
+
+
+def test_confusion_matrix_and_its_sentence():
+    labels = np.array([0, 1, 2, 3, 3, 3, 5])
+    preds = np.array([0, 1, 2, 5, 5, 3, 3])
+    matrix = A.confusion(labels, preds)
+    assert matrix.sum() == 7 and matrix[3, 5] == 2 and np.trace(matrix) == 4
+    text = A.confusion_sentence(matrix)
+    assert "3 of 7 test digits wrong" in text and "3 read as 5 (2)" in text and "hardest true class is 3" in text
+    assert "all 4" in A.confusion_sentence(A.confusion(np.arange(4), np.arange(4)))
+
+
+def test_tables_and_missing_tables(tmp_path, monkeypatch):
+    monkeypatch.setenv("LAB_RESULTS_DIR", str(tmp_path))
+    assert A.read_table("cnn_hparams") is None and A.read_tables(("cnn_hparams",)) is None
+    with pytest.raises(A.Missing, match="cnn_hparams.csv. is missing.*make experiments"):
+        A.need(None, "cnn_hparams")
+    ablation_table().to_csv(tmp_path / "cnn_ablations.csv", index=False)
+    assert len(A.read_tables(A.CLASSIFIER_SWEEPS)) == 8
+    assert A.missing_tables(A.CLASSIFIER_SWEEPS) == [tmp_path / "cnn_hparams.csv"]
+    html = A.sortable_html(A.sweep_table(A.read_table("cnn_ablations")), "t1")
+    assert 'id="t1"' in html and "getElementById('t1')" in html and html.count("<tr>") >= 6
+    inventory = A.inventory_markdown({"cnn_ablations": A.read_table("cnn_ablations"), "autoencoder": None})
+    assert "| cnn_ablations | classifier | 6 |" in inventory and "| autoencoder | | no table |" in inventory
+
+
+def test_centroid_accuracy_measures_how_well_a_map_separates_classes():
+    labels = np.repeat(np.arange(3), 20)
+    apart = np.stack([labels * 10.0, np.zeros(60)], 1) + np.random.default_rng(0).normal(size=(60, 2))
+    assert A.centroid_accuracy(apart, labels) == 1.0
+    mixed = np.random.default_rng(1).normal(size=(60, 2))
+    assert A.centroid_accuracy(mixed, labels) < 0.8
+    text = A.latent_map_sentence([("apart\ndetail", apart, labels), ("mixed", mixed, labels)])
+    assert "100% (apart)" in text and f"{100 * A.centroid_accuracy(mixed, labels):.0f}% (mixed)" in text
+
+
+def test_callout_is_quarto_markdown():
+    assert A.callout("gone").startswith("::: {.callout-note}\n## Not shown")
+
+
+# ---------------------------------------------------------------- figures
+
+def png(fig: Figure) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def test_table_figures_draw():
+    table = ablation_table()
+    history = pd.DataFrame([{"run_id": r, "epoch": e, "train_accuracy": 0.9 + e / 100, "test_accuracy": 0.9 + e / 90,
+                             "train_loss": 1 / e, "test_loss": 1 / e} for r in table["run_id"].unique()
+                            for e in (1, 2)])
+    figures = {
+        "pareto": F.accuracy_vs_time(table),
+        "curves": F.training_curves(history, table, A.fit_flags(table, history)),
+        "ablations": F.ablation_effects(A.ablation_effects(table)),
+        "mse": F.mse_overview(autoencoder_table(), A.mse_by_latent(autoencoder_table(), "latent_dim")),
+        "bars": F.group_bars({"latent": A.group_effects(autoencoder_table(), "latent_dim", "test_mse")}),
+    }
+    for name, fig in figures.items():
+        assert png(fig).startswith(b"\x89PNG"), name
+    assert len([ax for ax in figures["curves"].axes if ax.get_visible()]) == 2  # one panel per group
+    assert len(figures["pareto"].axes[0].collections) == 2  # a scatter per group
+
+
+def test_image_figures_draw():
+    rng = np.random.default_rng(0)
+    images = rng.random((4, 28, 28))
+    probs = rng.dirichlet(np.ones(10), 4)
+    figures = [F.confusion_matrix(A.confusion(np.arange(10), np.arange(10))),
+               F.misclassified(images, np.array([1, 2, 3, 4]), probs, columns=3),
+               F.augmentation_preview(images, rng.random((4, 3, 28, 28)), [["a"] * 3] * 4),
+               F.gallery(images, [("one", images), ("two", images)]),
+               F.interpolation_strips([("a to b", images), ("c to d", images[:3])]),
+               F.latent_map([("codes", rng.normal(size=(50, 2)), rng.integers(0, 10, 50))])]
+    for fig in figures:
+        assert png(fig).startswith(b"\x89PNG")
+    assert len(figures[1].axes) == 8  # a digit and its bars for each of 4 mistakes
+    assert len(figures[3].axes) == 3 * 4  # originals and two rows of reconstructions
+
+
+# ---------------------------------------------------------------- probes
+
+def test_project_2d_keeps_2d_codes_and_projects_wider_ones():
+    codes = torch.randn(100, 2)
+    points, kept = P.project_2d(codes)
+    assert kept == 1.0 and np.allclose(points, codes.numpy())
+    flat = torch.randn(200, 2) @ torch.randn(2, 6)  # rank 2 in 6-D: two components keep everything
+    points, kept = P.project_2d(flat)
+    assert points.shape == (200, 2) and kept == pytest.approx(1.0, abs=1e-6)
+    points, kept = P.project_2d(torch.randn(300, 16))
+    assert 0 < kept < 0.5
+
+
+def test_augment_is_seeded_and_moves_pixels():
+    images = (torch.rand(3, 28, 28) * 255).to(torch.uint8)
+    a, b = P.augment(images, 4, 10, 0.1, 0.1, seed=1), P.augment(images, 4, 10, 0.1, 0.1, seed=1)
+    assert a.shape == (3, 4, 28, 28) and np.array_equal(a, b)
+    assert not np.allclose(a[:, 0], images.float().numpy() / 255)
+    assert P.augmentation_settings(None) == {"rotate": 10.0, "scale": 0.1, "translate": 0.1}
+    table = pd.DataFrame([classifier_row("x", "augment", "data.augment=true", 0.99) | {"data.augment": True,
+                                                                                       "data.rotate": 15.0}])
+    assert P.augmentation_settings(table)["rotate"] == 15.0
+
+
+@pytest.fixture(scope="module")
+def tiny_runs(tmp_path_factory, mnist):
+    """Two classifiers and an autoencoder, trained on 300 real images."""
+    from lab.config import apply_overrides, default_config
+    from lab.sweep import train_run
+
+    runs = tmp_path_factory.mktemp("probe_runs")
+    small = {"data.train_limit": 300, "train.epochs": 1, "train.batch_size": 50, "train.lr": 0.01}
+    configs = [apply_overrides(default_config(), small | {"model.channels": [[4], [8]], "model.kernel_sizes": [3, 3],
+                                                          "seed": seed}) for seed in (0, 1)]
+    configs.append(apply_overrides(default_config("autoencoder"), small | {"model.channels": [4, 8],
+                                                                           "model.latent_dim": 3}))
+    ids = [train_run(c, runs, mnist, "cpu", progress=False, log=lambda _: None)["run_id"] for c in configs]
+    return runs, ids
+
+
+@pytest.mark.slow
+def test_checkpoints_come_from_the_runs_dir_then_the_demo_then_a_note(tiny_runs, tmp_path, monkeypatch):
+    runs, (first, second, ae) = tiny_runs
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    chosen = P.choose_checkpoint(first, "classifier", runs)
+    assert chosen.need().run_id == first and str(runs) in chosen.source
+    monkeypatch.setenv(P.FALLBACK_ENV, str(runs))  # the runs play the demo's checkpoints
+    score = lambda c: c.metrics["test_accuracy"]
+    chosen = P.choose_checkpoint("fast_cnn-0000000000", "classifier", empty, score=score)
+    best = max((first, second), key=lambda r: json.loads((runs / r / "metrics.json").read_text())["test_accuracy"])
+    assert chosen.need().run_id == best and "demo's checkpoint" in chosen.source
+    found = P.table_checkpoints(pd.DataFrame([{"run_id": "gone", "group": "g"}]), "autoencoder", empty)
+    assert [c.run_id for _, c in found.need()] == [ae] and found.missing == ["gone"] and "instead" in found.source
+    monkeypatch.setenv(P.FALLBACK_ENV, str(empty))
+    chosen = P.choose_checkpoint(first, "classifier", empty)
+    assert chosen.checkpoint is None and "make experiments" in chosen.source
+    with pytest.raises(A.Missing, match="holds no classifier checkpoint"):
+        chosen.need()
+    note = P.shown(chosen.need)
+    assert ".callout-note" in note.data and "make experiments" in note.data
+    assert P.shown(lambda: 42) == 42
+
+
+@pytest.mark.slow
+def test_probes_on_real_checkpoints(tiny_runs, data_root, monkeypatch):
+    monkeypatch.setenv("LAB_DATA_DIR", str(data_root))
+    runs, (first, _, ae) = tiny_runs
+    classifier = P.choose_checkpoint(first, "classifier", runs).need()
+    matrix = P.confusion_of(classifier)
+    assert matrix.sum() == 10_000
+    assert np.trace(matrix) / 10_000 == pytest.approx(classifier.metrics["test_accuracy"], abs=1e-4)
+    images, labels, probs = P.worst_mistakes(classifier, n=5)
+    assert images.shape == (5, 28, 28) and (probs.argmax(1) != labels).all()
+    assert (np.diff(probs.max(1)) <= 0).all()  # most confident mistakes first
+    originals, copies, captions = P.augmentation_view(classifier, P.augmentation_settings(None), n=3, draws=2)
+    assert originals.shape == (3, 28, 28) and copies.shape == (3, 2, 28, 28) and len(captions[0]) == 2
+    clean, moved = P.augmented_accuracy(classifier, P.augmentation_settings(None), n=200)
+    assert 0 <= moved <= 1 and 0 < clean <= 1
+    found = P.table_checkpoints(pd.DataFrame([{"run_id": ae, "group": "latent_dim", "label": "model.latent_dim=3",
+                                               "test_mse": 0.05}]), "autoencoder", runs)
+    strips = P.interpolation_rows(found, digit_pairs=((1, 7),), steps=5)
+    assert len(strips) == 1 and strips[0][1].shape == (5, 28, 28) and "1 to 7" in strips[0][0]
+    panels = P.latent_panels(found.need(), P.test_split())
+    assert len(panels) == 1 and panels[0][1].shape == (10_000, 2) and "principal components" in panels[0][0]
+    rows = P.reconstructions(P.by_latent_size(found), torch.zeros(2, 28, 28, dtype=torch.uint8))
+    assert rows[0][1].shape == (2, 28, 28) and "latent_dim=3" in rows[0][0]
+    with pytest.raises(A.Missing):
+        P.other_configs(found)
