@@ -240,7 +240,7 @@ def datasets_for(runs: list[SweepRun], data_dir: Path) -> dict[str, Dataset]:
 
 def run_sweep(sweep: Sweep, runs_dir: Path, datasets: dict[str, Dataset], device: torch.device | str,
               progress: bool = True, log: Callable[[str], None] = print) -> dict[str, int]:
-    """Train the sweep's unfinished runs; returns counts of trained and skipped runs."""
+    """Train the sweep's unfinished runs, logging its wall time; returns counts of trained and skipped runs."""
     runs = sweep.unique_runs()
     todo = [r for r in runs if not is_done(runs_dir / r.run_id)]
     log(f"sweep {sweep.name} ({sweep.profile}): {len(runs)} runs, {len(runs) - len(todo)} already done, "
@@ -254,4 +254,6 @@ def run_sweep(sweep: Sweep, runs_dir: Path, datasets: dict[str, Dataset], device
         headline = (f"test_accuracy {metrics['test_accuracy']:.4f}" if sweep.task == "classifier"
                     else f"test_mse {metrics['test_mse']:.5f}")
         log(f"  done: {headline}  train_seconds {metrics['train_seconds']:.1f}")
+    seconds = time.perf_counter() - started
+    log(f"sweep {sweep.name} ({sweep.profile}): trained {len(todo)} runs in {seconds:.0f} s")
     return {"trained": len(todo), "skipped": len(runs) - len(todo)}

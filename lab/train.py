@@ -1,5 +1,6 @@
 """Fit and evaluate loops over in-memory tensors; they return the model and plain dicts of metrics."""
 
+import contextlib
 import platform
 import subprocess
 import time
@@ -35,6 +36,31 @@ def pick_device(name: str | None = None) -> torch.device:
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether the device computes bf16 matmuls and convs in hardware (emulated bf16 would be slower than fp32)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        cpu = torch.cpu  # AVX-512 BF16 (e.g. AMD Zen 4, Intel Cooper Lake) or AMX (Intel Sapphire Rapids)
+        return any(getattr(cpu, name, lambda: False)() for name in ("_is_avx512_bf16_supported",
+                                                                     "_is_amx_tile_supported"))
+    return False
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The dtype a model's convs and matmuls autocast to for train.precision, or None for plain float32."""
+    if precision == "bf16" or (precision == "auto" and native_bf16(device)):
+        return torch.bfloat16
+    return None
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """torch.autocast to dtype on the device, or a no-op for float32."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
 
 
 def environment(device: torch.device) -> dict:
@@ -95,15 +121,36 @@ class Batcher:
         return x, target
 
 
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, batcher: Batcher, images: torch.Tensor,
+               labels: torch.Tensor, task: str, amp_dtype: torch.dtype | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimiser step on a (B, 28, 28) uint8 batch; (loss, correct predictions) as tensors, not synced."""
+    x, target = batcher(images, augment=True)
+    with autocast(batcher.device, amp_dtype):
+        out = model(x)
+    out = out.float()  # (B, 10) or (B, 1, 28, 28); the loss and its gradient start in float32
+    if task == "classifier":
+        loss = F.cross_entropy(out, labels)
+        correct = (out.detach().argmax(1) == labels).sum()
+    else:
+        loss = F.mse_loss(out, target)
+        correct = torch.zeros((), dtype=torch.long, device=out.device)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss, correct
+
+
 @torch.inference_mode()
-def evaluate(model: nn.Module, split: Split, batcher: Batcher, task: str) -> dict:
+def evaluate(model: nn.Module, split: Split, batcher: Batcher, task: str, amp_dtype: torch.dtype | None = None) -> dict:
     """Mean loss and accuracy (classifier) or mean squared error per pixel (autoencoder) over a split."""
     model.eval()
     loss_sum = torch.zeros((), device=batcher.device, dtype=torch.float64)
     correct = torch.zeros((), device=batcher.device, dtype=torch.long)
     for idx in ordered_batches(len(split), EVAL_BATCH, split.images.device):
         x, target = batcher(split.images[idx], augment=False)
-        out = model(x)
+        with autocast(batcher.device, amp_dtype):
+            out = model(x)
+        out = out.float()  # losses in float32 whatever the model computed in
         if task == "classifier":
             loss_sum += F.cross_entropy(out, split.labels[idx], reduction="sum").double()
             correct += (out.argmax(1) == split.labels[idx]).sum()
@@ -129,11 +176,13 @@ def fit(cfg: RunConfig, dataset: Dataset, device: torch.device | str = "cpu", pr
     if batcher.channels_last:
         model = model.to(memory_format=torch.channels_last)
     task = cfg.task
+    pca = task == "autoencoder" and cfg.model.arch == "pca"
+    amp_dtype = None if pca else autocast_dtype(cfg.train.precision, device)  # PCA is exact linear algebra: fp32
     history: list[dict] = []
     train_seconds = 0.0
     start = time.perf_counter()
 
-    if task == "autoencoder" and cfg.model.arch == "pca":
+    if pca:
         t0 = time.perf_counter()
         model.fit(batcher(train.images, augment=False)[1])  # closed form, on [0, 1] pixels
         train_seconds = time.perf_counter() - t0
@@ -154,17 +203,9 @@ def fit(cfg: RunConfig, dataset: Dataset, device: torch.device | str = "cpu", pr
                        leave=False, disable=None if progress else True, unit="batch", mininterval=0.5)
             for step, idx in enumerate(bar):
                 idx = idx.to(device)
-                x, target = batcher(train.images[idx], augment=True)
-                out = model(x)
-                if task == "classifier":
-                    labels = train.labels[idx]
-                    loss = F.cross_entropy(out, labels)
-                    correct += (out.detach().argmax(1) == labels).sum()
-                else:
-                    loss = F.mse_loss(out, target)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                loss, batch_correct = train_step(model, optimizer, batcher, train.images[idx], train.labels[idx], task,
+                                                 amp_dtype)
+                correct += batch_correct
                 if per_batch:
                     scheduler.step()
                 loss_sum += loss.detach().double() * len(idx)
@@ -179,18 +220,18 @@ def fit(cfg: RunConfig, dataset: Dataset, device: torch.device | str = "cpu", pr
             row = {"epoch": epoch}
             if task == "classifier":
                 row |= {"train_loss": loss_sum.item() / len(train), "train_accuracy": correct.item() / len(train)}
-                test_metrics = evaluate(model, test, batcher, task)
+                test_metrics = evaluate(model, test, batcher, task, amp_dtype)
                 row |= {"test_loss": test_metrics["loss"], "test_accuracy": test_metrics["accuracy"]}
             else:
                 row |= {"train_mse": loss_sum.item() / len(train),
-                        "test_mse": evaluate(model, test, batcher, task)["mse"]}
+                        "test_mse": evaluate(model, test, batcher, task, amp_dtype)["mse"]}
             row |= {"lr": lr, "epoch_seconds": epoch_seconds}
             history.append(row)
             numbers = "  ".join(f"{k} {v:.4f}" for k, v in row.items() if k.startswith(("train_", "test_")))
             log(f"  epoch {epoch}/{cfg.train.epochs}  {numbers}  {epoch_seconds:.1f}s")
 
     # Final numbers: the training split re-measured in eval mode (no dropout, no augmentation), and the test split.
-    final_train = evaluate(model, train, batcher, task)
+    final_train = evaluate(model, train, batcher, task, amp_dtype)
     metrics = {f"train_{k}": v for k, v in final_train.items()}
     metrics |= {k: v for k, v in history[-1].items() if k.startswith("test_")}
     metrics |= {
@@ -199,5 +240,6 @@ def fit(cfg: RunConfig, dataset: Dataset, device: torch.device | str = "cpu", pr
         "parameters": count_parameters(model),
         "epochs": len(history),
         "train_images": len(train),
+        "precision": "fp32" if amp_dtype is None else str(amp_dtype).removeprefix("torch."),
     }
     return FitResult(model.to(memory_format=torch.contiguous_format), metrics, history)
