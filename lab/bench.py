@@ -28,10 +28,12 @@ import torch.nn.functional as F
 from lab import paths
 
 TARGET_ACCURACY = 0.99
-# The fastest preset to 99%: fast_cnn (16/32/64, batch norm, max pool), one epoch of one-cycle Adam,
-# bf16 autocast where the hardware has it (train.precision = "auto", the default).
-FASTEST = {"model.preset": "fast_cnn", "train.optimizer": "adam", "train.lr": 0.005, "train.schedule": "onecycle",
-           "train.batch_size": 128, "train.epochs": 1}
+# The fastest preset to 99%: fast_cnn (16/32/64, batch norm, max pool), one epoch of one-cycle Adam, bf16 autocast
+# where the hardware has it (train.precision = "auto", the default). Batch 64 (938 steps) rather than the sweeps'
+# 128: about 1.2x the time per epoch, but every seed tried reached 99.0% (0.9903-0.9917), where batch 128 at lr
+# 0.005 left some seeds at 98.9%.
+FASTEST = {"model.preset": "fast_cnn", "train.optimizer": "adam", "train.lr": 0.003, "train.schedule": "onecycle",
+           "train.batch_size": 64, "train.epochs": 1}
 FASTEST_MAX_EPOCHS = 3  # if one epoch falls short, the one-cycle schedule is stretched to 2, then 3 epochs
 # The tutorial baseline: https://github.com/pytorch/examples/blob/main/mnist/main.py with its defaults.
 BASELINE_BATCH, BASELINE_TEST_BATCH, BASELINE_LR, BASELINE_GAMMA = 64, 1000, 1.0, 0.7
@@ -108,6 +110,7 @@ def _child_fastest(spec: dict) -> dict:
     device = torch.device(spec["device"])
     dataset = load_dataset("mnist", spec["data_dir"])
     epoch_done: list[float] = []
+    earlier_attempts = 0.0  # training seconds of shorter schedules that fell short: they count, as a user pays them
     for epochs in range(spec["epochs"], spec["max_epochs"] + 1):
         cfg = apply_overrides(default_config(), spec["overrides"] | {"seed": spec["seed"], "train.epochs": epochs})
         epoch_done.clear()
@@ -117,11 +120,12 @@ def _child_fastest(spec: dict) -> dict:
         reached = next((i for i, a in enumerate(accuracies) if a >= spec["target"]), None)
         if reached is not None or epochs == spec["max_epochs"]:
             break
+        earlier_attempts += result.metrics["train_seconds"]
     seconds = [row["epoch_seconds"] for row in result.history]
     last = reached if reached is not None else len(seconds) - 1
     return {"reached": reached is not None, "epochs": epochs, "test_accuracy": accuracies[last],
-            "train_seconds": sum(seconds[:last + 1]), "reached_at": epoch_done[last] if reached is not None else None,
-            "precision": result.metrics["precision"]}
+            "train_seconds": earlier_attempts + sum(seconds[:last + 1]),
+            "reached_at": epoch_done[last] if reached is not None else None, "precision": result.metrics["precision"]}
 
 
 class Net(nn.Module):
@@ -307,7 +311,7 @@ def _time_rows(section: str, name: str, trials: list[dict], note: str) -> list[d
 
 def bench_fastest(seeds: int, device: torch.device, data_dir: Path, log) -> tuple[list[dict], list[dict]]:
     """Item 1: the fastest config to 99% test accuracy, one fresh process per seed."""
-    name = "fast_cnn, 1 epoch one-cycle"
+    name = "fast_cnn, 1 epoch, batch 64"
     trials = []
     for seed in range(seeds):
         spec = {"kind": "fastest", "seed": seed, "device": str(device), "data_dir": str(data_dir),
@@ -319,7 +323,7 @@ def bench_fastest(seeds: int, device: torch.device, data_dir: Path, log) -> tupl
             f"{answer['train_seconds']:.1f} s training, {answer['process_seconds']:.1f} s process "
             f"({answer['precision']})")
     precision = trials[0]["precision"] if trials else "?"
-    return _time_rows("accuracy", name, trials, f"{precision}, batch 128, {seeds} seeds"), trials
+    return _time_rows("accuracy", name, trials, f"{precision}, one-cycle Adam lr 0.003, {seeds} seed(s)"), trials
 
 
 def bench_baseline(seeds: int, device: torch.device, data_dir: Path, max_epochs: int, max_batches: int,
@@ -364,7 +368,7 @@ def throughput_configs() -> list[tuple[str, dict]]:
                 key = (run.config.task, run.config.model.preset, run.config.train.batch_size)
                 if key not in seen:
                     seen[key] = (f"{key[1]} @ {key[2]}", to_dict(run.config))
-    return [seen[k] for k in sorted(seen)]
+    return [seen[k] for k in sorted(seen, key=lambda k: (k[0] != "classifier", k[1:]))]  # classifiers first
 
 
 def bench_throughput(device: torch.device, data_dir: Path, quick: bool, log) -> list[dict]:
@@ -377,14 +381,16 @@ def bench_throughput(device: torch.device, data_dir: Path, quick: bool, log) -> 
                 "warmup_steps": 1 if quick else 3, "min_steps": 2 if quick else 5, "seconds": 0.5 if quick else 4.0,
                 "test_images": 1024 if quick else 10_000}
         answer = run_child(spec, timeout=900)
-        memory_note = ("peak RSS of the whole process (torch, data, model); low = above its RSS before training"
+        memory_note = ("peak RSS of the whole process (torch, MNIST, model, training)"
                        if device.type != "cuda" else "torch.cuda.max_memory_allocated")
         rows += [_row("throughput", label, "train_images_per_s", answer["train_images_per_s"], "images/s",
                       note=answer["precision"]),
                  _row("throughput", label, "infer_images_per_s", answer["infer_images_per_s"], "images/s",
                       note=f"{answer['precision']}, evaluation batches"),
-                 _row("throughput", label, "peak_memory_mb", answer["peak_memory_mb"], "MB",
-                      low=answer["peak_above_start_mb"], note=memory_note)]
+                 _row("throughput", label, "peak_memory_mb", answer["peak_memory_mb"], "MB", note=memory_note)]
+        if answer["peak_above_start_mb"] is not None:
+            rows.append(_row("throughput", label, "peak_memory_above_start_mb", answer["peak_above_start_mb"], "MB",
+                             note="peak RSS minus the RSS after loading data and building the model"))
         log(f"  {label}: train {answer['train_images_per_s']:,.0f} images/s, "
             f"infer {answer['infer_images_per_s']:,.0f} images/s, peak {answer['peak_memory_mb']:,.0f} MB")
     return rows
@@ -523,7 +529,7 @@ def format_table(rows) -> str:
     def number(v) -> str:
         if v is None or pd.isna(v):
             return "-"
-        return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}" if abs(v) < 1 else f"{v:.1f}"
+        return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.4f}" if abs(v) < 1 else f"{v:.1f}"
 
     shown = pd.DataFrame({
         "section": table["section"], "name": table["name"], "measure": table["measure"],
@@ -580,7 +586,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", help="summary CSV (default: LAB_RESULTS_DIR or experiments/results/benchmark.csv)")
     parser.add_argument("--seeds", type=int, help="seeds of the fastest config (default 5; --quick 1)")
     parser.add_argument("--baseline-seeds", type=int, default=1, help="seeds of the tutorial baseline (default 1)")
-    parser.add_argument("--baseline-epochs", type=int, default=5, help="the baseline's epoch cap (default 5)")
+    parser.add_argument("--baseline-epochs", type=int, help="the baseline's epoch cap (default 5; --quick 1)")
     parser.add_argument("--baseline-batches", type=int,
                         help="cap the baseline's batches per epoch (default: none; --quick 200)")
     parser.add_argument("--latency-calls", type=int, help="classify calls timed (default 1000; --quick 200)")
@@ -614,6 +620,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: --{flag.replace('_', '-')}: must be at least 1, got {value}", file=sys.stderr)
             return 2
     seeds = args.seeds or (1 if args.quick else 5)
+    baseline_epochs = args.baseline_epochs or (1 if args.quick else 5)
     baseline_batches = args.baseline_batches if args.baseline_batches is not None else (200 if args.quick else 0)
     latency_calls = args.latency_calls or (200 if args.quick else 1000)
     device = pick_device(args.device)
@@ -637,7 +644,7 @@ def main(argv: list[str] | None = None) -> int:
         rows, trials = rows + new_rows, trials + new_trials
     if "baseline" in sections:
         log(f"2. the same for the pytorch/examples tutorial, {args.baseline_seeds} seed(s)")
-        new_rows, new_trials = bench_baseline(args.baseline_seeds, device, data_dir, args.baseline_epochs,
+        new_rows, new_trials = bench_baseline(args.baseline_seeds, device, data_dir, baseline_epochs,
                                               baseline_batches, log)
         rows, trials = rows + new_rows, trials + new_trials
         if "accuracy" in sections:

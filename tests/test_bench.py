@@ -112,3 +112,23 @@ def test_quick_benchmark_writes_every_section(data_root, tmp_path):
     assert {"cpu", "torch_version", "threads", "device", "precision"} <= set(environment)
     assert json.loads((tmp_path / "benchmark_env.json").read_text())["quick"] is True
     assert "train_seconds_to_99" in proc.stdout  # the printed table
+
+
+@pytest.mark.slow
+def test_experiments_section_trains_each_sweep_into_a_temp_folder_and_times_it(tiny_sweep, data_root, monkeypatch):
+    monkeypatch.setattr(paths, "EXPERIMENTS_DIR", tiny_sweep.parent)
+    monkeypatch.setattr(bench, "SWEEP_FILES", ("tiny",))
+    lines: list[str] = []
+    rows = bench.bench_experiments(True, torch.device("cpu"), data_root, lines.append)
+    assert [r["name"] for r in rows] == ["tiny", "make experiments (default)"]
+    assert rows[0]["n"] == 3 and rows[0]["value"] > 0 and rows[1]["value"] == rows[0]["value"]
+    assert "best test_accuracy" in rows[0]["note"]
+    assert not (tiny_sweep.parent / "runs").exists()  # nothing left behind: the runs went to a temp folder
+    assert any("trained 3 runs in" in line for line in lines)  # the sweep runner logs its wall time
+
+
+def test_experiments_section_reads_the_committed_tables():
+    rows = bench.bench_experiments(False, torch.device("cpu"), paths.data_dir(), lambda _: None)
+    committed = [r for r in rows if r["name"] in bench.SWEEP_FILES]
+    assert len(committed) == 3 and all(r["value"] > 0 and r["n"] > 0 for r in committed)
+    assert rows[-1]["value"] == pytest.approx(sum(r["value"] for r in committed))
