@@ -29,7 +29,7 @@ from lab import paths
 
 TARGET_ACCURACY = 0.99
 # The fastest preset to 99%: fast_cnn (16/32/64, batch norm, max pool), one epoch of one-cycle Adam, bf16 autocast
-# where the hardware has it (train.precision = "auto", the default). Batch 64 (938 steps) rather than the sweeps'
+# where the hardware has it (precision "auto", the default). Batch 64 (938 steps) rather than the sweeps'
 # 128: about 1.2x the time per epoch, but every seed tried reached 99.0% (0.9903-0.9917), where batch 128 at lr
 # 0.005 left some seeds at 98.9%.
 FASTEST = {"model.preset": "fast_cnn", "train.optimizer": "adam", "train.lr": 0.003, "train.schedule": "onecycle",
@@ -57,14 +57,13 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def bench_environment(device: torch.device) -> dict:
+def bench_environment(device: torch.device, precision: str) -> dict:
     """Where the benchmark ran: the training environment plus CPU model, cores, interop threads and the date."""
-    from lab.train import autocast_dtype, environment
+    from lab.train import autocast_dtype, environment, precision_name
 
-    amp = autocast_dtype("auto", device)
     return environment(device) | {
         "cpu": cpu_model(), "cpu_cores": os.cpu_count(), "interop_threads": torch.get_num_interop_threads(),
-        "precision": "fp32" if amp is None else str(amp).removeprefix("torch."),
+        "precision": precision_name(autocast_dtype(precision, device)),
         "platform": platform.platform(), "date": datetime.now(UTC).isoformat(timespec="seconds")}
 
 
@@ -115,7 +114,8 @@ def _child_fastest(spec: dict) -> dict:
         cfg = apply_overrides(default_config(), spec["overrides"] | {"seed": spec["seed"], "train.epochs": epochs})
         epoch_done.clear()
         # fit logs one line per epoch right after evaluating it: the moment that epoch's test accuracy exists
-        result = fit(cfg, dataset, device, progress=False, log=lambda _line: epoch_done.append(time.time()))
+        result = fit(cfg, dataset, device, progress=False, log=lambda _line: epoch_done.append(time.time()),
+                     precision=spec["precision"])
         accuracies = [row["test_accuracy"] for row in result.history]
         reached = next((i for i, a in enumerate(accuracies) if a >= spec["target"]), None)
         if reached is not None or epochs == spec["max_epochs"]:
@@ -215,7 +215,7 @@ def _child_throughput(spec: dict) -> dict:
     """Train steps and inference passes of one config at its batch size: images/s and peak memory."""
     from lab.config import from_dict
     from lab.data import load_dataset
-    from lab.train import Batcher, autocast_dtype, evaluate, make_optimizer, train_step
+    from lab.train import Batcher, autocast_dtype, evaluate, make_optimizer, precision_name, train_step
 
     cfg = from_dict(spec["config"])
     device = torch.device(spec["device"])
@@ -230,7 +230,7 @@ def _child_throughput(spec: dict) -> dict:
         model = model.to(memory_format=torch.channels_last)
     train, test = dataset.train.to(device), dataset.test.head(spec["test_images"]).to(device)
     pca = cfg.task == "autoencoder" and cfg.model.arch == "pca"
-    amp_dtype = None if pca else autocast_dtype(cfg.train.precision, device)
+    amp_dtype = None if pca else autocast_dtype(spec["precision"], device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.cuda.reset_peak_memory_stats(device)
@@ -265,11 +265,11 @@ def _child_throughput(spec: dict) -> dict:
             steps += 1
         sync()
         train_seconds, images = time.perf_counter() - t0, steps * bs
-    evaluate(model, test, batcher, cfg.task, amp_dtype)  # warm-up pass
+    evaluate(model, test, batcher, cfg.task)  # warm-up pass; fp32, as fit's evaluations and checkpoints compute
     sync()
     passes, t0 = 0, time.perf_counter()
     while passes < 1 or time.perf_counter() - t0 < spec["seconds"]:
-        evaluate(model, test, batcher, cfg.task, amp_dtype)
+        evaluate(model, test, batcher, cfg.task)
         passes += 1
     sync()
     infer_seconds = time.perf_counter() - t0
@@ -280,7 +280,7 @@ def _child_throughput(spec: dict) -> dict:
         above = max(0.0, peak - rss_before)
     return {"train_images_per_s": images / train_seconds, "infer_images_per_s": passes * len(test) / infer_seconds,
             "peak_memory_mb": peak, "peak_above_start_mb": above,
-            "precision": "fp32" if amp_dtype is None else str(amp_dtype).removeprefix("torch.")}
+            "precision": precision_name(amp_dtype)}
 
 
 # ---------------------------------------------------------------------------------------------- sections
@@ -309,14 +309,15 @@ def _time_rows(section: str, name: str, trials: list[dict], note: str) -> list[d
     ]
 
 
-def bench_fastest(seeds: int, device: torch.device, data_dir: Path, log) -> tuple[list[dict], list[dict]]:
+def bench_fastest(seeds: int, device: torch.device, data_dir: Path, precision: str,
+                  log) -> tuple[list[dict], list[dict]]:
     """Item 1: the fastest config to 99% test accuracy, one fresh process per seed."""
     name = "fast_cnn, 1 epoch, batch 64"
     trials = []
     for seed in range(seeds):
         spec = {"kind": "fastest", "seed": seed, "device": str(device), "data_dir": str(data_dir),
                 "overrides": FASTEST, "epochs": FASTEST["train.epochs"], "max_epochs": FASTEST_MAX_EPOCHS,
-                "target": TARGET_ACCURACY}
+                "target": TARGET_ACCURACY, "precision": precision}
         answer = run_child(spec, timeout=1800)
         trials.append({"section": "accuracy", "name": name, "seed": seed} | answer)
         log(f"  ours seed {seed}: test accuracy {answer['test_accuracy']:.4f} after {answer['epochs']} epoch(s), "
@@ -371,7 +372,7 @@ def throughput_configs() -> list[tuple[str, dict]]:
     return [seen[k] for k in sorted(seen, key=lambda k: (k[0] != "classifier", k[1:]))]  # classifiers first
 
 
-def bench_throughput(device: torch.device, data_dir: Path, quick: bool, log) -> list[dict]:
+def bench_throughput(device: torch.device, data_dir: Path, quick: bool, precision: str, log) -> list[dict]:
     """Item 3: images/s training and inferring, and peak memory, one fresh process per preset and batch size."""
     rows = []
     for label, config in throughput_configs():
@@ -379,14 +380,14 @@ def bench_throughput(device: torch.device, data_dir: Path, quick: bool, log) -> 
             continue  # the GPU batch sizes take long steps on a CPU
         spec = {"kind": "throughput", "config": config, "device": str(device), "data_dir": str(data_dir),
                 "warmup_steps": 1 if quick else 3, "min_steps": 2 if quick else 5, "seconds": 0.5 if quick else 4.0,
-                "test_images": 1024 if quick else 10_000}
+                "test_images": 1024 if quick else 10_000, "precision": precision}
         answer = run_child(spec, timeout=900)
         memory_note = ("peak RSS of the whole process (torch, MNIST, model, training)"
                        if device.type != "cuda" else "torch.cuda.max_memory_allocated")
         rows += [_row("throughput", label, "train_images_per_s", answer["train_images_per_s"], "images/s",
                       note=answer["precision"]),
                  _row("throughput", label, "infer_images_per_s", answer["infer_images_per_s"], "images/s",
-                      note=f"{answer['precision']}, evaluation batches"),
+                      note="fp32 evaluation batches, as a loaded checkpoint computes"),
                  _row("throughput", label, "peak_memory_mb", answer["peak_memory_mb"], "MB", note=memory_note)]
         if answer["peak_above_start_mb"] is not None:
             rows.append(_row("throughput", label, "peak_memory_above_start_mb", answer["peak_above_start_mb"], "MB",
@@ -440,7 +441,7 @@ def bench_latency(calls: int, device: torch.device, data_dir: Path, log) -> list
     return rows
 
 
-def bench_experiments(run: bool, device: torch.device, data_dir: Path, log) -> list[dict]:
+def bench_experiments(run: bool, device: torch.device, data_dir: Path, log, precision: str = "auto") -> list[dict]:
     """Item 5: per-sweep wall time of the default profile: trained now into a temp folder, or from the tables."""
     from lab.sweep import datasets_for, load_sweeps, run_sweep
 
@@ -454,7 +455,7 @@ def bench_experiments(run: bool, device: torch.device, data_dir: Path, log) -> l
             datasets = datasets_for([r for s in sweeps for r in s.runs], data_dir)
             for sweep in sweeps:
                 t0 = time.perf_counter()
-                counts = run_sweep(sweep, runs_dir, datasets, device, progress=False, log=log)
+                counts = run_sweep(sweep, runs_dir, datasets, device, progress=False, log=log, precision=precision)
                 seconds = time.perf_counter() - t0
                 table = write_tables(sweep, runs_dir, results_dir)[0]
                 rows.append(_row("experiments", sweep.name, "wall_seconds", seconds, "s", n=counts["trained"],
@@ -596,6 +597,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sections", default=",".join(SECTIONS),
                         help=f"comma-separated subset of {','.join(SECTIONS)} (default: all)")
     parser.add_argument("--device", help="cpu, cuda, mps (default: cuda, else mps, else cpu)")
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                        help="of our training and inference (default auto: bf16 where the hardware has it natively)")
     parser.add_argument("--data-dir", help="dataset root (default: LAB_DATA_DIR or data/)")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # internal: one measurement in a fresh process
     return parser
@@ -627,7 +630,7 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = paths.data_dir(args.data_dir)
     out = Path(args.out) if args.out else default_out()
     load_dataset("mnist", data_dir)  # missing data fails (or downloads) before anything is timed
-    env = bench_environment(device)
+    env = bench_environment(device, args.precision)
     env |= {"quick": args.quick, "sections": sections}
     print(f"benchmark on {env['cpu']} ({env['cpu_cores']} cores), {env['device']}, torch {env['torch_version']}, "
           f"{env['threads']} threads, {env['precision']}{', quick' if args.quick else ''}", flush=True)
@@ -640,7 +643,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     if "accuracy" in sections:
         log(f"1. time to {TARGET_ACCURACY:.1%}: fastest config, {seeds} seed(s)")
-        new_rows, new_trials = bench_fastest(seeds, device, data_dir, log)
+        new_rows, new_trials = bench_fastest(seeds, device, data_dir, args.precision, log)
         rows, trials = rows + new_rows, trials + new_trials
     if "baseline" in sections:
         log(f"2. the same for the pytorch/examples tutorial, {args.baseline_seeds} seed(s)")
@@ -651,13 +654,13 @@ def main(argv: list[str] | None = None) -> int:
             rows += ratio_rows(rows)
     if "throughput" in sections:
         log("3. throughput and peak memory per preset and batch size")
-        rows += bench_throughput(device, data_dir, args.quick, log)
+        rows += bench_throughput(device, data_dir, args.quick, args.precision, log)
     if "latency" in sections:
         log(f"4. demo classify latency, {latency_calls} calls")
         rows += bench_latency(latency_calls, device, data_dir, log)
     if "experiments" in sections:
         log("5. default make experiments profile, per sweep" + (" (training it now)" if args.experiments else ""))
-        rows += bench_experiments(args.experiments, device, data_dir, log)
+        rows += bench_experiments(args.experiments, device, data_dir, log, args.precision)
     env["bench_seconds"] = round(time.perf_counter() - started, 1)
     write_results(out, rows, trials, env)
     print()

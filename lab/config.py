@@ -16,7 +16,6 @@ HEADS = ("fc", "conv")
 PADDINGS = ("same", "valid")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("none", "exponential", "onecycle")
-PRECISIONS = ("auto", "fp32", "bf16")  # auto: bf16 autocast where the hardware computes it natively, else fp32
 TASKS = ("classifier", "autoencoder")
 AE_ARCHS = ("conv", "pca")
 TRAIN_IMAGES = 60_000
@@ -113,7 +112,6 @@ class TrainConfig:
     lr_decay: float = 0.9  # exponential schedule: lr *= lr_decay after every epoch
     batch_size: int = 128
     epochs: int = 3
-    precision: str = "auto"  # matmuls and convs in bf16 (weights, optimizer and losses stay float32) or fp32
 
     def __post_init__(self) -> None:
         _one_of("train.optimizer", self.optimizer, OPTIMIZERS)
@@ -124,7 +122,6 @@ class TrainConfig:
         _check("train.lr_decay", 0 < self.lr_decay <= 1, "must be in (0, 1]")
         _check("train.batch_size", 1 <= self.batch_size <= TRAIN_IMAGES, f"must be in [1, {TRAIN_IMAGES}]")
         _check("train.epochs", 1 <= self.epochs <= 1000, "must be in [1, 1000]")
-        _one_of("train.precision", self.precision, PRECISIONS)
 
 
 @dataclass(frozen=True)
