@@ -44,7 +44,10 @@ def pick_device(name: str | None = None) -> torch.device:
 def native_bf16(device: torch.device) -> bool:
     """Whether the device computes bf16 matmuls and convs in hardware (emulated bf16 would be slower than fp32)."""
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+        try:
+            return torch.cuda.is_bf16_supported(including_emulation=False)  # Ampere or newer
+        except TypeError:  # older torch: no emulation to rule out
+            return torch.cuda.is_bf16_supported()
     if device.type == "cpu":
         cpu = torch.cpu  # AVX-512 BF16 (e.g. AMD Zen 4, Intel Cooper Lake) or AMX (Intel Sapphire Rapids)
         return any(getattr(cpu, name, lambda: False)() for name in ("_is_avx512_bf16_supported",
