@@ -76,13 +76,14 @@ def run_child(spec: dict, timeout: float) -> dict:
     (`reached_at`, a wall-clock time), or to its exit when it has no such moment.
     """
     started = time.time()
-    proc = subprocess.run([sys.executable, "-m", "lab.bench", "--child", json.dumps(spec)], capture_output=True,
+    # stdout carries the answer; stderr (progress lines, errors) goes straight to the terminal
+    proc = subprocess.run([sys.executable, "-m", "lab.bench", "--child", json.dumps(spec)], stdout=subprocess.PIPE,
                           text=True, timeout=timeout, cwd=paths.ROOT,
                           env=os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [
                               str(paths.ROOT), os.environ.get("PYTHONPATH")]))})
     ended = time.time()
     if proc.returncode != 0:
-        raise RuntimeError(f"benchmark child {spec['kind']} failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
+        raise RuntimeError(f"benchmark child {spec['kind']} failed (exit {proc.returncode}); its error is above")
     answer = json.loads(proc.stdout.strip().splitlines()[-1])
     answer["process_seconds"] = (answer.get("reached_at") or ended) - started
     return answer
@@ -114,8 +115,11 @@ def _child_fastest(spec: dict) -> dict:
         cfg = apply_overrides(default_config(), spec["overrides"] | {"seed": spec["seed"], "train.epochs": epochs})
         epoch_done.clear()
         # fit logs one line per epoch right after evaluating it: the moment that epoch's test accuracy exists
-        result = fit(cfg, dataset, device, progress=False, log=lambda _line: epoch_done.append(time.time()),
-                     precision=spec["precision"])
+        def log(line: str) -> None:
+            epoch_done.append(time.time())
+            print(f"  {line.strip()}", file=sys.stderr, flush=True)
+
+        result = fit(cfg, dataset, device, progress=False, log=log, precision=spec["precision"])
         accuracies = [row["test_accuracy"] for row in result.history]
         reached = next((i for i, a in enumerate(accuracies) if a >= spec["target"]), None)
         if reached is not None or epochs == spec["max_epochs"]:
@@ -190,6 +194,8 @@ def _child_baseline(spec: dict) -> dict:
                 data, target = data.to(device), target.to(device)
                 correct += model(data).argmax(dim=1).eq(target).sum().item()
         accuracy = correct / len(test_set)
+        print(f"  baseline epoch {epoch}: test accuracy {accuracy:.4f}, {train_seconds:.1f} s training so far",
+              file=sys.stderr, flush=True)
         if accuracy >= spec["target"]:
             reached_at = time.time()
             break
