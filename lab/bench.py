@@ -593,7 +593,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", help="summary CSV (default: LAB_RESULTS_DIR or experiments/results/benchmark.csv)")
     parser.add_argument("--seeds", type=int, help="seeds of the fastest config (default 5; --quick 1)")
     parser.add_argument("--baseline-seeds", type=int, default=1, help="seeds of the tutorial baseline (default 1)")
-    parser.add_argument("--baseline-epochs", type=int, help="the baseline's epoch cap (default 5; --quick 1)")
+    parser.add_argument("--baseline-epochs", type=int,
+                        help="the baseline's epoch cap (default 14, the tutorial's own; --quick 1)")
     parser.add_argument("--baseline-batches", type=int,
                         help="cap the baseline's batches per epoch (default: none; --quick 200)")
     parser.add_argument("--latency-calls", type=int, help="classify calls timed (default 1000; --quick 200)")
@@ -629,7 +630,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: --{flag.replace('_', '-')}: must be at least 1, got {value}", file=sys.stderr)
             return 2
     seeds = args.seeds or (1 if args.quick else 5)
-    baseline_epochs = args.baseline_epochs or (1 if args.quick else 5)
+    baseline_epochs = args.baseline_epochs or (1 if args.quick else 14)
     baseline_batches = args.baseline_batches if args.baseline_batches is not None else (200 if args.quick else 0)
     latency_calls = args.latency_calls or (200 if args.quick else 1000)
     device = pick_device(args.device)
