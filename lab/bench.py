@@ -423,7 +423,7 @@ def bench_latency(calls: int, device: torch.device, data_dir: Path, log) -> list
     from lab.checkpoints import find_checkpoints
     from lab.data import load_dataset
 
-    folder = paths.ROOT / "demo" / "checkpoints"
+    folder = Path(os.environ.get("LAB_DEMO_CHECKPOINTS") or paths.ROOT / "demo" / "checkpoints")  # as the demo does
     checkpoints, _ = find_checkpoints(folder, task="classifier", device=device)
     if not checkpoints:
         return [_row(section, "demo classify", measure, float("nan"), "ms",
