@@ -22,6 +22,8 @@ def _common(parser: argparse.ArgumentParser, data: bool = True) -> None:
                                                "(default: LAB_DATA_DIR or data/; downloaded there if missing)")
         parser.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: cuda, else mps, else cpu)")
         parser.add_argument("--no-progress", action="store_true", help="no progress bars (epoch lines still print)")
+        parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                            help="auto (default): bf16 autocast where the hardware computes bf16 natively, else fp32")
 
 
 def parse_assignment(text: str) -> tuple[str, object]:
@@ -44,7 +46,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from lab.train import pick_device
     device = pick_device(args.device)
     for sweep in sweeps:
-        run_sweep(sweep, runs_dir, datasets, device, progress=not args.no_progress)
+        run_sweep(sweep, runs_dir, datasets, device, progress=not args.no_progress, precision=args.precision)
         written = write_tables(sweep, runs_dir, results_dir)
         if written:
             print(f"{sweep.name}: {summary(written[0])}\n  table: {written[1]}")
@@ -60,7 +62,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     dataset = load_dataset(cfg.data.dataset, paths.data_dir(args.data_dir))
     runs_dir = paths.runs_dir(args.runs_dir)
     print(f"run {run_id(cfg)} -> {runs_dir / run_id(cfg)}")
-    metrics = train_run(cfg, runs_dir, dataset, pick_device(args.device), progress=not args.no_progress)
+    metrics = train_run(cfg, runs_dir, dataset, pick_device(args.device), progress=not args.no_progress,
+                        precision=args.precision)
     for key in ("train_accuracy", "test_accuracy", "train_mse", "test_mse", "train_seconds", "parameters"):
         if key in metrics:
             print(f"{key:>15}: {metrics[key]:.4f}" if isinstance(metrics[key], float) else f"{key:>15}: {metrics[key]}")

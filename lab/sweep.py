@@ -217,13 +217,13 @@ def is_done(folder: Path) -> bool:
 
 
 def train_run(cfg: RunConfig, runs_dir: Path, dataset: Dataset, device: torch.device | str, progress: bool = True,
-              log: Callable[[str], None] = print) -> dict:
+              log: Callable[[str], None] = print, precision: str = "auto") -> dict:
     """Train one config into runs_dir/<run id>/: config, weights, history, then metrics (the 'done' mark)."""
     folder = Path(runs_dir) / run_id(cfg)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / METRICS_FILE).unlink(missing_ok=True)
     write_json(folder / CONFIG_FILE, json.loads(canonical_json(cfg)))
-    result = fit(cfg, dataset, device, progress=progress, log=log)
+    result = fit(cfg, dataset, device, progress=progress, log=log, precision=precision)
     state = {k: v.detach().cpu().contiguous() for k, v in result.model.state_dict().items()}
     write_atomic(folder / WEIGHTS_FILE, lambda p: save_file(state, str(p), metadata={"run_id": run_id(cfg)}))
     write_json(folder / HISTORY_FILE, result.history)
@@ -239,8 +239,8 @@ def datasets_for(runs: list[SweepRun], data_dir: Path) -> dict[str, Dataset]:
 
 
 def run_sweep(sweep: Sweep, runs_dir: Path, datasets: dict[str, Dataset], device: torch.device | str,
-              progress: bool = True, log: Callable[[str], None] = print) -> dict[str, int]:
-    """Train the sweep's unfinished runs; returns counts of trained and skipped runs."""
+              progress: bool = True, log: Callable[[str], None] = print, precision: str = "auto") -> dict[str, int]:
+    """Train the sweep's unfinished runs, logging its wall time; returns counts of trained and skipped runs."""
     runs = sweep.unique_runs()
     todo = [r for r in runs if not is_done(runs_dir / r.run_id)]
     log(f"sweep {sweep.name} ({sweep.profile}): {len(runs)} runs, {len(runs) - len(todo)} already done, "
@@ -250,8 +250,10 @@ def run_sweep(sweep: Sweep, runs_dir: Path, datasets: dict[str, Dataset], device
         elapsed = time.perf_counter() - started
         eta = f", about {elapsed / (i - 1) * (len(todo) - i + 1) / 60:.1f} min left" if i > 1 else ""
         log(f"[{sweep.name} {i}/{len(todo)}{eta}] {run.run_id}  {run.group + ': ' if run.group else ''}{run.label}")
-        metrics = train_run(run.config, runs_dir, datasets[run.config.data.dataset], device, progress, log)
+        metrics = train_run(run.config, runs_dir, datasets[run.config.data.dataset], device, progress, log, precision)
         headline = (f"test_accuracy {metrics['test_accuracy']:.4f}" if sweep.task == "classifier"
                     else f"test_mse {metrics['test_mse']:.5f}")
         log(f"  done: {headline}  train_seconds {metrics['train_seconds']:.1f}")
+    seconds = time.perf_counter() - started
+    log(f"sweep {sweep.name} ({sweep.profile}): trained {len(todo)} runs in {seconds:.0f} s")
     return {"trained": len(todo), "skipped": len(runs) - len(todo)}

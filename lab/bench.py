@@ -1,0 +1,680 @@
+"""The benchmark: time to 99% test accuracy (ours against the pytorch/examples MNIST tutorial), throughput and
+peak memory per preset, the demo's classify latency, and the wall time of the default sweeps.
+
+    python -m lab.bench [--quick] [--out PATH] [--seeds N] [--experiments] [--device D]
+
+Writes PATH (default experiments/results/benchmark.csv: one row per measure), PATH's `_trials.csv` (one row per
+seed of the time-to-accuracy runs) and `_env.json` (machine, CPU, torch, threads, device) beside it, atomically.
+Every timed piece that counts process start-up runs in a fresh `python -m lab.bench --child ...` process.
+"""
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from lab import paths
+
+TARGET_ACCURACY = 0.99
+# The fastest preset to 99%: fast_cnn (16/32/64, batch norm, max pool), one epoch of one-cycle Adam, bf16 autocast
+# where the hardware has it (precision "auto", the default). Batch 64 (938 steps) rather than the sweeps'
+# 128: about 1.2x the time per epoch, but every seed tried reached 99.0% (0.9903-0.9917), where batch 128 at lr
+# 0.005 left some seeds at 98.9%.
+FASTEST = {"model.preset": "fast_cnn", "train.optimizer": "adam", "train.lr": 0.003, "train.schedule": "onecycle",
+           "train.batch_size": 64, "train.epochs": 1}
+FASTEST_MAX_EPOCHS = 3  # if one epoch falls short, the one-cycle schedule is stretched to 2, then 3 epochs
+# The tutorial baseline: https://github.com/pytorch/examples/blob/main/mnist/main.py with its defaults.
+BASELINE_BATCH, BASELINE_TEST_BATCH, BASELINE_LR, BASELINE_GAMMA = 64, 1000, 1.0, 0.7
+SWEEP_FILES = ("cnn_hparams", "cnn_ablations", "autoencoder")  # what `make experiments` runs, in its order
+SUMMARY_COLUMNS = ["section", "name", "measure", "value", "low", "high", "n", "unit", "note"]
+TRIAL_COLUMNS = ["section", "name", "seed", "reached", "epochs", "train_seconds", "process_seconds",
+                 "test_accuracy"]
+SECTIONS = ("accuracy", "baseline", "throughput", "latency", "experiments")
+
+
+# ---------------------------------------------------------------------------------------------- environment
+
+def cpu_model() -> str:
+    """The CPU's marketing name (Linux /proc/cpuinfo, else what platform knows)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def bench_environment(device: torch.device, precision: str) -> dict:
+    """Where the benchmark ran: the training environment plus CPU model, cores, interop threads and the date."""
+    from lab.train import autocast_dtype, environment, precision_name
+
+    return environment(device) | {
+        "cpu": cpu_model(), "cpu_cores": os.cpu_count(), "interop_threads": torch.get_num_interop_threads(),
+        "precision": precision_name(autocast_dtype(precision, device)),
+        "platform": platform.platform(), "date": datetime.now(UTC).isoformat(timespec="seconds")}
+
+
+# ---------------------------------------------------------------------------------------------- children
+
+def run_child(spec: dict, timeout: float) -> dict:
+    """Run `python -m lab.bench --child SPEC` in a fresh process; its JSON answer plus process_seconds.
+
+    process_seconds runs from just before the process starts to the moment the child says it reached its goal
+    (`reached_at`, a wall-clock time), or to its exit when it has no such moment.
+    """
+    started = time.time()
+    # stdout carries the answer; stderr (progress lines, errors) goes straight to the terminal
+    proc = subprocess.run([sys.executable, "-m", "lab.bench", "--child", json.dumps(spec)], stdout=subprocess.PIPE,
+                          text=True, timeout=timeout, cwd=paths.ROOT,
+                          env=os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [
+                              str(paths.ROOT), os.environ.get("PYTHONPATH")]))})
+    ended = time.time()
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark child {spec['kind']} failed (exit {proc.returncode}); its error is above")
+    answer = json.loads(proc.stdout.strip().splitlines()[-1])
+    answer["process_seconds"] = (answer.get("reached_at") or ended) - started
+    return answer
+
+
+def child_main(spec: dict) -> dict:
+    """What a child process measures (spec["kind"]: fastest, baseline or throughput)."""
+    kind = spec["kind"]
+    if kind == "fastest":
+        return _child_fastest(spec)
+    if kind == "baseline":
+        return _child_baseline(spec)
+    if kind == "throughput":
+        return _child_throughput(spec)
+    raise ValueError(f"unknown benchmark child {kind!r}")
+
+
+def _child_fastest(spec: dict) -> dict:
+    """Train the fastest config; note the wall time at which each epoch's test accuracy was known."""
+    from lab.config import apply_overrides, default_config
+    from lab.data import load_dataset
+    from lab.train import fit
+
+    device = torch.device(spec["device"])
+    dataset = load_dataset("mnist", spec["data_dir"])
+    epoch_done: list[float] = []
+    earlier_attempts = 0.0  # training seconds of shorter schedules that fell short: they count, as a user pays them
+    for epochs in range(spec["epochs"], spec["max_epochs"] + 1):
+        cfg = apply_overrides(default_config(), spec["overrides"] | {"seed": spec["seed"], "train.epochs": epochs})
+        epoch_done.clear()
+        # fit logs one line per epoch right after evaluating it: the moment that epoch's test accuracy exists
+        def log(line: str) -> None:
+            epoch_done.append(time.time())
+            print(f"  {line.strip()}", file=sys.stderr, flush=True)
+
+        result = fit(cfg, dataset, device, progress=False, log=log, precision=spec["precision"])
+        accuracies = [row["test_accuracy"] for row in result.history]
+        reached = next((i for i, a in enumerate(accuracies) if a >= spec["target"]), None)
+        if reached is not None or epochs == spec["max_epochs"]:
+            break
+        earlier_attempts += result.metrics["train_seconds"]
+    seconds = [row["epoch_seconds"] for row in result.history]
+    last = reached if reached is not None else len(seconds) - 1
+    return {"reached": reached is not None, "epochs": epochs, "test_accuracy": accuracies[last],
+            "train_seconds": earlier_attempts + sum(seconds[:last + 1]),
+            "reached_at": epoch_done[last] if reached is not None else None, "precision": result.metrics["precision"]}
+
+
+class Net(nn.Module):
+    """The pytorch/examples MNIST network, as the tutorial writes it."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 32, 3, 1)
+        self.conv2 = nn.Conv2d(32, 64, 3, 1)
+        self.dropout1 = nn.Dropout(0.25)
+        self.dropout2 = nn.Dropout(0.5)
+        self.fc1 = nn.Linear(64 * 12 * 12, 128)  # 28 -> 26 -> 24 (two 3x3 convs) -> 12 (max pool)
+        self.fc2 = nn.Linear(128, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.conv1(x))
+        x = F.relu(self.conv2(x))
+        x = F.max_pool2d(x, 2)
+        x = self.dropout1(x)
+        x = torch.flatten(x, 1)  # (B, 9216)
+        x = F.relu(self.fc1(x))
+        x = self.dropout2(x)
+        return F.log_softmax(self.fc2(x), dim=1)
+
+
+def _child_baseline(spec: dict) -> dict:
+    """The tutorial pipeline: torchvision MNIST + DataLoader + ToTensor/Normalize, Adadelta, StepLR, batch 64."""
+    from torchvision import datasets, transforms
+
+    torch.manual_seed(spec["seed"])
+    device = torch.device(spec["device"])
+    transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))])
+    train_set = datasets.MNIST(spec["data_dir"], train=True, download=True, transform=transform)
+    test_set = datasets.MNIST(spec["data_dir"], train=False, transform=transform)
+    loader_kwargs = {"num_workers": 1, "pin_memory": True} if device.type == "cuda" else {}
+    train_loader = torch.utils.data.DataLoader(train_set, batch_size=BASELINE_BATCH, shuffle=True, **loader_kwargs)
+    test_loader = torch.utils.data.DataLoader(test_set, batch_size=BASELINE_TEST_BATCH, **loader_kwargs)
+    model = Net().to(device)
+    optimizer = torch.optim.Adadelta(model.parameters(), lr=BASELINE_LR)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=BASELINE_GAMMA)
+    train_seconds, accuracy, reached_at, epochs = 0.0, 0.0, None, 0
+    for epoch in range(1, spec["max_epochs"] + 1):
+        epochs = epoch
+        model.train()
+        t0 = time.perf_counter()
+        for batch, (data, target) in enumerate(train_loader):
+            if spec["max_batches"] and batch >= spec["max_batches"]:
+                break
+            data, target = data.to(device), target.to(device)
+            optimizer.zero_grad()
+            loss = F.nll_loss(model(data), target)
+            loss.backward()
+            optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        train_seconds += time.perf_counter() - t0
+        scheduler.step()
+        model.eval()
+        correct = 0
+        with torch.no_grad():
+            for data, target in test_loader:
+                data, target = data.to(device), target.to(device)
+                correct += model(data).argmax(dim=1).eq(target).sum().item()
+        accuracy = correct / len(test_set)
+        print(f"  baseline epoch {epoch}: test accuracy {accuracy:.4f}, {train_seconds:.1f} s training so far",
+              file=sys.stderr, flush=True)
+        if accuracy >= spec["target"]:
+            reached_at = time.time()
+            break
+    return {"reached": reached_at is not None, "epochs": epochs, "test_accuracy": accuracy,
+            "train_seconds": train_seconds, "reached_at": reached_at}
+
+
+def _rss_mb() -> float:
+    """This process's resident memory now, in MB (Linux), else its peak so far."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return _peak_rss_mb()
+
+
+def _peak_rss_mb() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
+
+
+def _child_throughput(spec: dict) -> dict:
+    """Train steps and inference passes of one config at its batch size: images/s and peak memory."""
+    from lab.config import from_dict
+    from lab.data import load_dataset
+    from lab.train import Batcher, autocast_dtype, evaluate, make_optimizer, precision_name, train_step
+
+    cfg = from_dict(spec["config"])
+    device = torch.device(spec["device"])
+    dataset = load_dataset(cfg.data.dataset, spec["data_dir"])
+    torch.manual_seed(cfg.seed)
+    from lab.models import build_model
+
+    model = build_model(cfg).to(device)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    batcher = Batcher(cfg, dataset, device, generator)
+    if batcher.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    train, test = dataset.train.to(device), dataset.test.head(spec["test_images"]).to(device)
+    pca = cfg.task == "autoencoder" and cfg.model.arch == "pca"
+    amp_dtype = None if pca else autocast_dtype(spec["precision"], device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.cuda.reset_peak_memory_stats(device)
+    rss_before = _rss_mb()
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    bs = cfg.train.batch_size
+    images = 0
+    if pca:  # closed form: one fit on every training image counts as one "step"
+        x = batcher(train.images, augment=False)[1]
+        t0 = time.perf_counter()
+        model.fit(x)
+        train_seconds, images = time.perf_counter() - t0, len(train)
+    else:
+        model.train()
+        optimizer = make_optimizer(model.parameters(), cfg.train)
+        order = torch.randperm(len(train), generator=generator).to(device)
+
+        def step(i: int) -> None:
+            idx = order[(i * bs) % (len(train) - bs):][:bs]
+            train_step(model, optimizer, batcher, train.images[idx], train.labels[idx], cfg.task, amp_dtype)
+
+        for i in range(spec["warmup_steps"]):  # first steps pick kernels (oneDNN, cudnn.benchmark)
+            step(i)
+        sync()
+        steps, t0 = 0, time.perf_counter()
+        while steps < spec["min_steps"] or time.perf_counter() - t0 < spec["seconds"]:
+            step(spec["warmup_steps"] + steps)
+            steps += 1
+        sync()
+        train_seconds, images = time.perf_counter() - t0, steps * bs
+    evaluate(model, test, batcher, cfg.task)  # warm-up pass; fp32, as fit's evaluations and checkpoints compute
+    sync()
+    passes, t0 = 0, time.perf_counter()
+    while passes < 1 or time.perf_counter() - t0 < spec["seconds"]:
+        evaluate(model, test, batcher, cfg.task)
+        passes += 1
+    sync()
+    infer_seconds = time.perf_counter() - t0
+    if device.type == "cuda":
+        peak, above = torch.cuda.max_memory_allocated(device) / 2**20, None
+    else:
+        peak = _peak_rss_mb()
+        above = max(0.0, peak - rss_before)
+    return {"train_images_per_s": images / train_seconds, "infer_images_per_s": passes * len(test) / infer_seconds,
+            "peak_memory_mb": peak, "peak_above_start_mb": above,
+            "precision": precision_name(amp_dtype)}
+
+
+# ---------------------------------------------------------------------------------------------- sections
+
+def _row(section: str, name: str, measure: str, value, unit: str, low=None, high=None, n=None, note: str = "") -> dict:
+    return {"section": section, "name": name, "measure": measure, "value": value, "low": low, "high": high,
+            "n": n, "unit": unit, "note": note}
+
+
+def _spread(section: str, name: str, measure: str, values: list[float], unit: str, note: str = "") -> dict:
+    """Median, min and max of values (NaN when there are none)."""
+    if not values:
+        return _row(section, name, measure, float("nan"), unit, n=0, note=note)
+    return _row(section, name, measure, statistics.median(values), unit, min(values), max(values), len(values), note)
+
+
+def _time_rows(section: str, name: str, trials: list[dict], note: str) -> list[dict]:
+    reached = [t for t in trials if t["reached"]]
+    if len(reached) < len(trials):
+        note = f"{note}; {len(trials) - len(reached)} of {len(trials)} runs did not reach {TARGET_ACCURACY:.1%}"
+    return [
+        _spread(section, name, "train_seconds_to_99", [t["train_seconds"] for t in reached], "s", note),
+        _spread(section, name, "process_seconds_to_99", [t["process_seconds"] for t in reached], "s",
+                "fresh python process: imports, data load, training, test passes"),
+        _spread(section, name, "final_test_accuracy", [t["test_accuracy"] for t in trials], "fraction"),
+    ]
+
+
+def bench_fastest(seeds: int, device: torch.device, data_dir: Path, precision: str,
+                  log) -> tuple[list[dict], list[dict]]:
+    """Item 1: the fastest config to 99% test accuracy, one fresh process per seed."""
+    name = "fast_cnn, 1 epoch, batch 64"
+    trials = []
+    for seed in range(seeds):
+        spec = {"kind": "fastest", "seed": seed, "device": str(device), "data_dir": str(data_dir),
+                "overrides": FASTEST, "epochs": FASTEST["train.epochs"], "max_epochs": FASTEST_MAX_EPOCHS,
+                "target": TARGET_ACCURACY, "precision": precision}
+        answer = run_child(spec, timeout=1800)
+        trials.append({"section": "accuracy", "name": name, "seed": seed} | answer)
+        log(f"  ours seed {seed}: test accuracy {answer['test_accuracy']:.4f} after {answer['epochs']} epoch(s), "
+            f"{answer['train_seconds']:.1f} s training, {answer['process_seconds']:.1f} s process "
+            f"({answer['precision']})")
+    precision = trials[0]["precision"] if trials else "?"
+    return _time_rows("accuracy", name, trials, f"{precision}, one-cycle Adam lr 0.003, {seeds} seed(s)"), trials
+
+
+def bench_baseline(seeds: int, device: torch.device, data_dir: Path, max_epochs: int, max_batches: int,
+                   log) -> tuple[list[dict], list[dict]]:
+    """Item 2: the pytorch/examples tutorial until it reaches 99% (or its epoch/batch cap)."""
+    name = "pytorch/examples mnist"
+    trials = []
+    for seed in range(seeds):
+        spec = {"kind": "baseline", "seed": seed, "device": str(device), "data_dir": str(data_dir),
+                "max_epochs": max_epochs, "max_batches": max_batches, "target": TARGET_ACCURACY}
+        answer = run_child(spec, timeout=7200)
+        trials.append({"section": "baseline", "name": name, "seed": seed} | answer)
+        log(f"  baseline seed {seed}: test accuracy {answer['test_accuracy']:.4f} after {answer['epochs']} epoch(s), "
+            f"{answer['train_seconds']:.1f} s training, {answer['process_seconds']:.1f} s process")
+    cap = f"capped at {max_batches} batches per epoch" if max_batches else f"at most {max_epochs} epochs"
+    return _time_rows("baseline", name, trials, f"Adadelta, batch 64, {seeds} seed(s), {cap}"), trials
+
+
+def ratio_rows(rows: list[dict]) -> list[dict]:
+    """How many times faster ours reaches 99% than the baseline (medians), for training and whole process."""
+    out = []
+    for measure in ("train_seconds_to_99", "process_seconds_to_99"):
+        ours = next((r for r in rows if r["section"] == "accuracy" and r["measure"] == measure), None)
+        base = next((r for r in rows if r["section"] == "baseline" and r["measure"] == measure), None)
+        ok = ours and base and ours["n"] and base["n"]
+        value = base["value"] / ours["value"] if ok else float("nan")
+        out.append(_row("ratio", "baseline / ours", measure.replace("_to_99", "_ratio"), value, "x",
+                        note="" if ok else "one side did not reach 99%"))
+    return out
+
+
+def throughput_configs() -> list[tuple[str, dict]]:
+    """(label, config dict) for each preset at each batch size the sweeps use (default and full profiles)."""
+    from lab.config import to_dict
+    from lab.sweep import load_sweep
+
+    seen: dict[tuple, tuple[str, dict]] = {}
+    for stem in SWEEP_FILES:
+        path = paths.EXPERIMENTS_DIR / f"{stem}.toml"
+        for profile in ("default", "full"):
+            for run in load_sweep(path, profile).runs:
+                key = (run.config.task, run.config.model.preset, run.config.train.batch_size)
+                if key not in seen:
+                    seen[key] = (f"{key[1]} @ {key[2]}", to_dict(run.config))
+    return [seen[k] for k in sorted(seen, key=lambda k: (k[0] != "classifier", k[1:]))]  # classifiers first
+
+
+def bench_throughput(device: torch.device, data_dir: Path, quick: bool, precision: str, log) -> list[dict]:
+    """Item 3: images/s training and inferring, and peak memory, one fresh process per preset and batch size."""
+    rows = []
+    for label, config in throughput_configs():
+        if quick and config["train"]["batch_size"] > 512:
+            continue  # the GPU batch sizes take long steps on a CPU
+        spec = {"kind": "throughput", "config": config, "device": str(device), "data_dir": str(data_dir),
+                "warmup_steps": 1 if quick else 3, "min_steps": 2 if quick else 5, "seconds": 0.5 if quick else 4.0,
+                "test_images": 1024 if quick else 10_000, "precision": precision}
+        answer = run_child(spec, timeout=900)
+        memory_note = ("peak RSS of the whole process (torch, MNIST, model, training)"
+                       if device.type != "cuda" else "torch.cuda.max_memory_allocated")
+        rows += [_row("throughput", label, "train_images_per_s", answer["train_images_per_s"], "images/s",
+                      note=answer["precision"]),
+                 _row("throughput", label, "infer_images_per_s", answer["infer_images_per_s"], "images/s",
+                      note="fp32 evaluation batches, as a loaded checkpoint computes"),
+                 _row("throughput", label, "peak_memory_mb", answer["peak_memory_mb"], "MB", note=memory_note)]
+        if answer["peak_above_start_mb"] is not None:
+            rows.append(_row("throughput", label, "peak_memory_above_start_mb", answer["peak_above_start_mb"], "MB",
+                             note="peak RSS minus the RSS after loading data and building the model"))
+        log(f"  {label}: train {answer['train_images_per_s']:,.0f} images/s, "
+            f"infer {answer['infer_images_per_s']:,.0f} images/s, peak {answer['peak_memory_mb']:,.0f} MB")
+    return rows
+
+
+def digit_canvas(image: torch.Tensor, size: int = 280):
+    """A (28, 28) uint8 MNIST digit (white on black) as the demo's canvas: (size, size, 4) RGBA, black ink on white."""
+    import numpy as np
+
+    big = F.interpolate(image[None, None].float(), size=(size, size), mode="bilinear", align_corners=False)[0, 0]
+    ink = big.clamp(0, 255).round().to(torch.uint8).numpy()  # (size, size)
+    rgb = np.repeat((255 - ink)[:, :, None], 3, axis=2)
+    return np.concatenate([rgb, np.full((size, size, 1), 255, np.uint8)], axis=2)  # (size, size, 4)
+
+
+def bench_latency(calls: int, device: torch.device, data_dir: Path, log) -> list[dict]:
+    """Item 4: the demo's classify path, raw 280x280 canvas -> probabilities, p50 and p95 over many calls."""
+    section, measure = "latency", "classify_ms"
+    try:
+        from lab.canvas import canvas_to_mnist
+    except ImportError as error:
+        return [_row(section, "demo classify", measure, float("nan"), "ms", note=f"skipped: no lab.canvas ({error})")]
+    from lab.checkpoints import find_checkpoints
+    from lab.data import load_dataset
+
+    folder = Path(os.environ.get("LAB_DEMO_CHECKPOINTS") or paths.ROOT / "demo" / "checkpoints")  # as the demo does
+    checkpoints, _ = find_checkpoints(folder, task="classifier", device=device)
+    if not checkpoints:
+        return [_row(section, "demo classify", measure, float("nan"), "ms",
+                     note=f"skipped: no classifier checkpoints in {folder}")]
+    canvas = digit_canvas(load_dataset("mnist", str(data_dir)).test.images[0])
+    rows = []
+    for checkpoint in checkpoints:
+        times = []
+        for _ in range(calls + 10):
+            t0 = time.perf_counter()
+            probabilities = checkpoint.probabilities(canvas_to_mnist(canvas)[None])  # (1, 10)
+            probabilities.cpu()
+            times.append(time.perf_counter() - t0)
+        times = sorted(t * 1000 for t in times[10:])  # the first calls warm the kernels up
+        p50, p95 = times[len(times) // 2], times[int(0.95 * (len(times) - 1))]
+        name = f"{checkpoint.config.model.preset} {checkpoint.run_id[-10:]}"
+        rows.append(_row(section, name, "classify_ms_p50", p50, "ms", low=times[0], high=times[-1], n=calls,
+                         note="280x280 RGBA canvas -> canvas_to_mnist -> probabilities; low/high: min/max"))
+        rows.append(_row(section, name, "classify_ms_p95", p95, "ms", n=calls))
+        log(f"  {name}: p50 {p50:.2f} ms, p95 {p95:.2f} ms over {calls} calls")
+    return rows
+
+
+def bench_experiments(run: bool, device: torch.device, data_dir: Path, log, precision: str = "auto") -> list[dict]:
+    """Item 5: per-sweep wall time of the default profile: trained now into a temp folder, or from the tables."""
+    from lab.sweep import datasets_for, load_sweeps, run_sweep
+
+    sweeps = load_sweeps([paths.EXPERIMENTS_DIR / f"{stem}.toml" for stem in SWEEP_FILES])
+    rows = []
+    if run:
+        from lab.results import summary, write_tables
+
+        with tempfile.TemporaryDirectory(prefix="lab-bench-") as tmp:
+            runs_dir, results_dir = Path(tmp) / "runs", Path(tmp) / "results"
+            datasets = datasets_for([r for s in sweeps for r in s.runs], data_dir)
+            for sweep in sweeps:
+                t0 = time.perf_counter()
+                counts = run_sweep(sweep, runs_dir, datasets, device, progress=False, log=log, precision=precision)
+                seconds = time.perf_counter() - t0
+                table = write_tables(sweep, runs_dir, results_dir)[0]
+                rows.append(_row("experiments", sweep.name, "wall_seconds", seconds, "s", n=counts["trained"],
+                                 note=f"trained now; {summary(table)}"))
+    else:
+        import pandas as pd
+
+        from lab.results import table_paths
+
+        for sweep in sweeps:
+            path = table_paths(paths.results_dir(), sweep.name)[0]
+            if not path.is_file():
+                rows.append(_row("experiments", sweep.name, "wall_seconds", float("nan"), "s",
+                                 note=f"no table {path}"))
+                continue
+            table = pd.read_csv(path).drop_duplicates("run_id")
+            rows.append(_row("experiments", sweep.name, "wall_seconds", float(table["total_seconds"].sum()), "s",
+                             n=len(table), note=f"sum of the runs' total_seconds in {path.name} (--experiments "
+                                               f"retrains and times it)"))
+    total = sum(r["value"] for r in rows)
+    rows.append(_row("experiments", "make experiments (default)", "wall_seconds", total, "s",
+                     n=sum(r["n"] or 0 for r in rows), note=rows[0]["note"].split(";")[0] if run else
+                     "from the committed tables"))
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------- output
+
+def output_paths(out: Path) -> tuple[Path, Path, Path]:
+    """(summary CSV, per-seed trials CSV, environment JSON) for an --out path."""
+    out = Path(out)
+    return out, out.with_name(f"{out.stem}_trials.csv"), out.with_name(f"{out.stem}_env.json")
+
+
+def write_results(out: Path, rows: list[dict], trials: list[dict], env: dict) -> None:
+    """The three files, each atomically."""
+    import pandas as pd
+
+    from lab.sweep import write_atomic, write_json
+
+    summary_path, trials_path, env_path = output_paths(out)
+    summary_path.parent.mkdir(parents=True, exist_ok=True)
+    summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    trial_table = pd.DataFrame(trials).reindex(columns=TRIAL_COLUMNS)
+    write_json(env_path, env)
+    write_atomic(trials_path, lambda p: trial_table.to_csv(p, index=False, float_format="%.6g"))
+    write_atomic(summary_path, lambda p: summary.to_csv(p, index=False, float_format="%.6g"))
+
+
+def load_results(out: str | Path | None = None):
+    """(summary, trials, environment) as written by the benchmark, or (None, None, None) when it has not run."""
+    import pandas as pd
+
+    summary_path, trials_path, env_path = output_paths(Path(out) if out else default_out())
+    if not summary_path.is_file():
+        return None, None, None
+    trials = pd.read_csv(trials_path) if trials_path.is_file() else None
+    env = json.loads(env_path.read_text()) if env_path.is_file() else None
+    return pd.read_csv(summary_path), trials, env
+
+
+def default_out() -> Path:
+    return paths.results_dir() / "benchmark.csv"
+
+
+def format_table(rows) -> str:
+    """The summary as aligned text: what, median, low-high, n, unit, note."""
+    import pandas as pd
+
+    table = pd.DataFrame(rows, columns=SUMMARY_COLUMNS) if not isinstance(rows, pd.DataFrame) else rows
+
+    def number(v) -> str:
+        if v is None or pd.isna(v):
+            return "-"
+        return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.4f}" if abs(v) < 1 else f"{v:.1f}"
+
+    shown = pd.DataFrame({
+        "section": table["section"], "name": table["name"], "measure": table["measure"],
+        "median": table["value"].map(number),
+        "low-high": [f"{number(lo)}-{number(hi)}" if not (pd.isna(lo) or pd.isna(hi)) else "" for lo, hi in
+                     zip(table["low"], table["high"])],
+        "n": table["n"].map(lambda v: "" if pd.isna(v) else f"{int(v)}"), "unit": table["unit"],
+        "note": table["note"].fillna("")})
+    return shown.to_string(index=False, justify="left")
+
+
+def plot_time_to_accuracy(trials):
+    """Figure: seconds to 99% per seed, ours against the baseline (training and whole process)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3))
+    reached = trials[trials["reached"].astype(bool)]
+    names = list(dict.fromkeys(trials["name"]))
+    for i, (measure, label) in enumerate([("train_seconds", "training"), ("process_seconds", "whole process")]):
+        for j, name in enumerate(names):
+            values = reached.loc[reached["name"] == name, measure]
+            ax.scatter(values, [j + 0.15 * (i * 2 - 1)] * len(values), label=f"{label}" if j == 0 else None,
+                       marker="o" if i == 0 else "s", color=f"C{i}")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xscale("log")
+    ax.set_xlabel("seconds to 99.0% test accuracy (log scale; one mark per seed)")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def plot_throughput(summary):
+    """Figure: training and inference images/s per preset and batch size."""
+    import matplotlib.pyplot as plt
+
+    table = summary[summary["section"] == "throughput"]
+    pivot = table.pivot_table(index="name", columns="measure", values="value", sort=False)
+    columns = [c for c in ("train_images_per_s", "infer_images_per_s") if c in pivot]
+    fig, ax = plt.subplots(figsize=(7, 3))
+    pivot[columns].rename(columns=lambda c: c.split("_")[0]).plot.barh(ax=ax, logx=True)
+    ax.set_xlabel("images per second (log scale)")
+    ax.set_ylabel("")
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------- main
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m lab.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true",
+                        help="a short run for CI (under two minutes): one seed, a capped baseline, short timings")
+    parser.add_argument("--out", help="summary CSV (default: LAB_RESULTS_DIR or experiments/results/benchmark.csv)")
+    parser.add_argument("--seeds", type=int, help="seeds of the fastest config (default 5; --quick 1)")
+    parser.add_argument("--baseline-seeds", type=int, default=1, help="seeds of the tutorial baseline (default 1)")
+    parser.add_argument("--baseline-epochs", type=int,
+                        help="the baseline's epoch cap (default 14, the tutorial's own; --quick 1)")
+    parser.add_argument("--baseline-batches", type=int,
+                        help="cap the baseline's batches per epoch (default: none; --quick 200)")
+    parser.add_argument("--latency-calls", type=int, help="classify calls timed (default 1000; --quick 200)")
+    parser.add_argument("--experiments", action="store_true",
+                        help="train the default profile of the sweeps into a temp folder and time each sweep "
+                             "(about 20 minutes on 2 CPU cores); without it the tables' run times are summed")
+    parser.add_argument("--sections", default=",".join(SECTIONS),
+                        help=f"comma-separated subset of {','.join(SECTIONS)} (default: all)")
+    parser.add_argument("--device", help="cpu, cuda, mps (default: cuda, else mps, else cpu)")
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                        help="of our training and inference (default auto: bf16 where the hardware has it natively)")
+    parser.add_argument("--data-dir", help="dataset root (default: LAB_DATA_DIR or data/)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)  # internal: one measurement in a fresh process
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.child:
+        print(json.dumps(child_main(json.loads(args.child))))
+        return 0
+    from lab.data import load_dataset
+    from lab.train import pick_device
+
+    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown:
+        print(f"error: --sections: unknown {', '.join(unknown)} (choose from {', '.join(SECTIONS)})", file=sys.stderr)
+        return 2
+    for flag in ("seeds", "baseline_seeds", "baseline_epochs", "latency_calls"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            print(f"error: --{flag.replace('_', '-')}: must be at least 1, got {value}", file=sys.stderr)
+            return 2
+    seeds = args.seeds or (1 if args.quick else 5)
+    baseline_epochs = args.baseline_epochs or (1 if args.quick else 14)
+    baseline_batches = args.baseline_batches if args.baseline_batches is not None else (200 if args.quick else 0)
+    latency_calls = args.latency_calls or (200 if args.quick else 1000)
+    device = pick_device(args.device)
+    data_dir = paths.data_dir(args.data_dir)
+    out = Path(args.out) if args.out else default_out()
+    load_dataset("mnist", data_dir)  # missing data fails (or downloads) before anything is timed
+    env = bench_environment(device, args.precision)
+    env |= {"quick": args.quick, "sections": sections}
+    print(f"benchmark on {env['cpu']} ({env['cpu_cores']} cores), {env['device']}, torch {env['torch_version']}, "
+          f"{env['threads']} threads, {env['precision']}{', quick' if args.quick else ''}", flush=True)
+
+    def log(line: str) -> None:
+        print(line, flush=True)
+
+    rows: list[dict] = []
+    trials: list[dict] = []
+    started = time.perf_counter()
+    if "accuracy" in sections:
+        log(f"1. time to {TARGET_ACCURACY:.1%}: fastest config, {seeds} seed(s)")
+        new_rows, new_trials = bench_fastest(seeds, device, data_dir, args.precision, log)
+        rows, trials = rows + new_rows, trials + new_trials
+    if "baseline" in sections:
+        log(f"2. the same for the pytorch/examples tutorial, {args.baseline_seeds} seed(s)")
+        new_rows, new_trials = bench_baseline(args.baseline_seeds, device, data_dir, baseline_epochs,
+                                              baseline_batches, log)
+        rows, trials = rows + new_rows, trials + new_trials
+        if "accuracy" in sections:
+            rows += ratio_rows(rows)
+    if "throughput" in sections:
+        log("3. throughput and peak memory per preset and batch size")
+        rows += bench_throughput(device, data_dir, args.quick, args.precision, log)
+    if "latency" in sections:
+        log(f"4. demo classify latency, {latency_calls} calls")
+        rows += bench_latency(latency_calls, device, data_dir, log)
+    if "experiments" in sections:
+        log("5. default make experiments profile, per sweep" + (" (training it now)" if args.experiments else ""))
+        rows += bench_experiments(args.experiments, device, data_dir, log, args.precision)
+    env["bench_seconds"] = round(time.perf_counter() - started, 1)
+    write_results(out, rows, trials, env)
+    print()
+    print(format_table(rows))
+    print(f"\nwritten: {', '.join(str(p) for p in output_paths(out))} ({env['bench_seconds']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""The benchmark: its pieces on tiny inputs, and `--quick` end to end (structure only, never speed)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from lab import bench, paths
+from lab.config import ConfigError, apply_overrides, default_config
+from lab.train import autocast_dtype, fit
+
+
+def test_the_baseline_is_the_tutorial_network():
+    net = bench.Net()
+    out = net(torch.zeros(3, 1, 28, 28))
+    assert out.shape == (3, 10)
+    assert torch.allclose(out.exp().sum(1), torch.ones(3))  # log-probabilities, as the tutorial's nll_loss wants
+    assert [m.out_channels for m in (net.conv1, net.conv2)] == [32, 64] and net.fc1.out_features == 128
+    assert (net.dropout1.p, net.dropout2.p) == (0.25, 0.5)
+
+
+def test_digit_canvas_is_black_ink_on_white_rgba():
+    digit = torch.zeros(28, 28, dtype=torch.uint8)
+    digit[10:18, 13:15] = 255  # a white stroke on black, as MNIST stores it
+    canvas = bench.digit_canvas(digit)
+    assert canvas.shape == (280, 280, 4) and canvas.dtype == np.uint8
+    assert (canvas[..., 3] == 255).all() and canvas[0, 0, :3].tolist() == [255, 255, 255]
+    assert canvas[140, 140, :3].tolist() == [0, 0, 0]
+
+
+def test_throughput_covers_every_preset_at_each_swept_batch_size():
+    labels = [label for label, _ in bench.throughput_configs()]
+    for preset in ("fast_cnn", "simple_cnn", "conv_ae", "pca"):
+        assert any(label.startswith(f"{preset} @") for label in labels), preset
+    assert "simple_cnn @ 2048" in labels and "fast_cnn @ 128" in labels  # full and default profiles
+
+
+def test_ratio_is_baseline_over_ours_and_nan_when_one_side_fell_short():
+    rows = [bench._spread("accuracy", "ours", "train_seconds_to_99", [2.0, 3.0, 4.0], "s"),
+            bench._spread("baseline", "base", "train_seconds_to_99", [60.0], "s"),
+            bench._spread("accuracy", "ours", "process_seconds_to_99", [5.0], "s"),
+            bench._spread("baseline", "base", "process_seconds_to_99", [], "s")]
+    train, process = bench.ratio_rows(rows)
+    assert train["value"] == pytest.approx(20.0) and train["measure"] == "train_seconds_ratio"
+    assert np.isnan(process["value"]) and "did not reach" in process["note"]
+
+
+def test_results_round_trip_and_a_missing_file_reads_as_none(tmp_path):
+    assert bench.load_results(tmp_path / "none.csv") == (None, None, None)
+    rows = [bench._spread("accuracy", "ours", "train_seconds_to_99", [2.0, 3.0], "s"),
+            bench._row("latency", "demo classify", "classify_ms", float("nan"), "ms", note="skipped: no lab.canvas")]
+    trials = [{"section": "accuracy", "name": "ours", "seed": 0, "reached": True, "epochs": 1, "train_seconds": 2.0,
+               "process_seconds": 5.0, "test_accuracy": 0.991, "reached_at": 123.0}]
+    bench.write_results(tmp_path / "b.csv", rows, trials, {"cpu": "x"})
+    summary, trial_table, env = bench.load_results(tmp_path / "b.csv")
+    assert list(summary.columns) == bench.SUMMARY_COLUMNS and len(summary) == 2
+    assert list(trial_table.columns) == bench.TRIAL_COLUMNS and env == {"cpu": "x"}
+    text = bench.format_table(summary)
+    assert "train_seconds_to_99" in text and "2.0-3.0" in text and "skipped" in text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.csv", "b_env.json", "b_trials.csv"]  # no temp files
+
+
+def test_bad_arguments_are_refused_before_any_work(capsys):
+    assert bench.main(["--sections", "accuracy,speed"]) == 2
+    assert "unknown speed" in capsys.readouterr().err
+    assert bench.main(["--seeds", "0"]) == 2
+
+
+def test_precision_setting_resolves_and_is_checked():
+    cpu = torch.device("cpu")
+    assert autocast_dtype("fp32", cpu) is None and autocast_dtype("bf16", cpu) is torch.bfloat16
+    assert autocast_dtype("auto", torch.device("mps")) is None
+    with pytest.raises(ConfigError, match="precision: 'fp8'"):
+        autocast_dtype("fp8", cpu)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_tiny_fit_in_each_precision_learns(mnist, precision):
+    cfg = apply_overrides(default_config(), {"data.train_limit": 2048, "train.epochs": 1, "train.batch_size": 64})
+    result = fit(cfg, mnist, "cpu", progress=False, log=lambda _: None, precision=precision)
+    assert result.metrics["precision"] == precision
+    assert result.metrics["test_accuracy"] > 0.7  # far above chance (0.1) after 2,048 images
+    assert all(p.dtype == torch.float32 for p in result.model.parameters())  # autocast leaves weights in fp32
+
+
+@pytest.mark.slow
+def test_quick_benchmark_writes_every_section(data_root, tmp_path):
+    out = tmp_path / "benchmark.csv"
+    env = os.environ | {"LAB_DATA_DIR": str(data_root), "PYTHONPATH": str(paths.ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "lab.bench", "--quick", "--device", "cpu", "--out", str(out)],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary, trials, environment = bench.load_results(out)
+    assert list(summary.columns) == bench.SUMMARY_COLUMNS
+    assert set(summary["section"]) == {"accuracy", "baseline", "ratio", "throughput", "latency", "experiments"}
+    measures = set(summary["measure"])
+    assert {"train_seconds_to_99", "process_seconds_to_99", "train_images_per_s", "infer_images_per_s",
+            "peak_memory_mb", "wall_seconds"} <= measures
+    throughput = summary[summary["section"] == "throughput"]
+    assert {"fast_cnn @ 128", "simple_cnn @ 128", "conv_ae @ 128", "pca @ 128"} <= set(throughput["name"])
+    assert (throughput["value"] > 0).all()
+    experiments = summary[summary["section"] == "experiments"]
+    assert set(experiments["name"]) == {*bench.SWEEP_FILES, "make experiments (default)"}
+    assert list(trials["section"]) == ["accuracy", "baseline"] and trials["train_seconds"].gt(0).all()
+    assert trials.loc[trials["section"] == "accuracy", "test_accuracy"].iloc[0] > 0.9
+    assert {"cpu", "torch_version", "threads", "device", "precision"} <= set(environment)
+    assert json.loads((tmp_path / "benchmark_env.json").read_text())["quick"] is True
+    assert "train_seconds_to_99" in proc.stdout  # the printed table
+
+
+@pytest.mark.slow
+def test_experiments_section_trains_each_sweep_into_a_temp_folder_and_times_it(tiny_sweep, data_root, monkeypatch):
+    monkeypatch.setattr(paths, "EXPERIMENTS_DIR", tiny_sweep.parent)
+    monkeypatch.setattr(bench, "SWEEP_FILES", ("tiny",))
+    lines: list[str] = []
+    rows = bench.bench_experiments(True, torch.device("cpu"), data_root, lines.append)
+    assert [r["name"] for r in rows] == ["tiny", "make experiments (default)"]
+    assert rows[0]["n"] == 3 and rows[0]["value"] > 0 and rows[1]["value"] == rows[0]["value"]
+    assert "best test_accuracy" in rows[0]["note"]
+    assert not (tiny_sweep.parent / "runs").exists()  # nothing left behind: the runs went to a temp folder
+    assert any("trained 3 runs in" in line for line in lines)  # the sweep runner logs its wall time
+
+
+def test_experiments_section_reads_the_committed_tables():
+    rows = bench.bench_experiments(False, torch.device("cpu"), paths.data_dir(), lambda _: None)
+    committed = [r for r in rows if r["name"] in bench.SWEEP_FILES]
+    assert len(committed) == 3 and all(r["value"] > 0 and r["n"] > 0 for r in committed)
+    assert rows[-1]["value"] == pytest.approx(sum(r["value"] for r in committed))
