@@ -236,7 +236,7 @@ def _child_throughput(spec: dict) -> dict:
         model = model.to(memory_format=torch.channels_last)
     train, test = dataset.train.to(device), dataset.test.head(spec["test_images"]).to(device)
     pca = cfg.task == "autoencoder" and cfg.model.arch == "pca"
-    amp_dtype = None if pca else autocast_dtype(spec["precision"], device)
+    amp_dtype = None if pca else autocast_dtype(spec["precision"], device, cfg.task)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.cuda.reset_peak_memory_stats(device)

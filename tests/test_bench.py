@@ -74,6 +74,8 @@ def test_precision_setting_resolves_and_is_checked():
     cpu = torch.device("cpu")
     assert autocast_dtype("fp32", cpu) is None and autocast_dtype("bf16", cpu) is torch.bfloat16
     assert autocast_dtype("auto", torch.device("mps")) is None
+    assert autocast_dtype("auto", cpu, "autoencoder") is None  # measured slower in bf16 on a CPU
+    assert autocast_dtype("bf16", cpu, "autoencoder") is torch.bfloat16
     with pytest.raises(ConfigError, match="precision: 'fp8'"):
         autocast_dtype("fp8", cpu)
 
