@@ -188,8 +188,9 @@ def committed_pages(data_root) -> dict[str, list]:
 def runs_named_in_tables() -> list[str]:
     ids = set()
     for table in COMMITTED.glob("*.csv"):
-        if not table.stem.endswith("_history"):
-            ids |= set(pd.read_csv(table)["run_id"])
+        rows = pd.read_csv(table)
+        if not table.stem.endswith("_history") and "run_id" in rows:  # sweep tables, not the benchmark's
+            ids |= set(rows["run_id"])
     return sorted(ids)
 
 
