@@ -7,6 +7,7 @@ login cached by `hf auth login` (`huggingface-cli login`); dry runs touch no net
 import json
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from lab import paths
@@ -40,11 +41,7 @@ def assemble_space(out: Path = SPACE_DIR, demo_dir: Path = DEMO_DIR) -> Path:
     if missing:
         raise HubError(f"{demo_dir}: missing {', '.join(missing)}; run `make demo-weights` to make the weights "
                        f"and example digits")
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    staging.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary shared folder
-    try:
+    def fill(staging: Path) -> None:
         for name in SPACE_FILES:
             shutil.copy2(demo_dir / name, staging / name)
         for name in SPACE_FOLDERS:  # run folders: their JSON and safetensors only
@@ -52,21 +49,27 @@ def assemble_space(out: Path = SPACE_DIR, demo_dir: Path = DEMO_DIR) -> Path:
         (staging / "lab").mkdir()
         for source in sorted((paths.ROOT / "lab").glob("*.py")):
             shutil.copy2(source, staging / "lab" / source.name)
-        _swap_in(staging, out)
+
+    return write_folder_atomic(Path(out), fill)
+
+
+def write_folder_atomic(out: Path, fill: Callable[[Path], None]) -> Path:
+    """Fill a staging folder beside out, then swap it in: a reader sees the old folder or the new one, never half."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    staging.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary shared folder
+    try:
+        fill(staging)
+        old = out.with_name(f".{out.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        if out.exists():
+            out.rename(old)
+        staging.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return out
-
-
-def _swap_in(staging: Path, out: Path) -> None:
-    """Replace out by the finished staging folder, so a reader sees the old folder or the new one, never half."""
-    old = out.with_name(f".{out.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if out.exists():
-        out.rename(old)
-    staging.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def ship_runs(run_ids: list[str], runs_dir: Path, out: Path = DEMO_DIR / "checkpoints") -> list[Path]:
@@ -74,18 +77,12 @@ def ship_runs(run_ids: list[str], runs_dir: Path, out: Path = DEMO_DIR / "checkp
     missing = [r for r in run_ids if not (Path(runs_dir) / r / METRICS_FILE).is_file()]
     if missing:
         raise HubError(f"{runs_dir}: unfinished or missing runs {', '.join(missing)}; train them first")
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    staging.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary shared folder
-    try:
+    def fill(staging: Path) -> None:
         for rid in run_ids:
             shutil.copytree(Path(runs_dir) / rid, staging / rid, ignore=_not_run_files)
             load_checkpoint(staging / rid)  # what ships must load
-        _swap_in(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+
+    out = write_folder_atomic(Path(out), fill)
     return [out / rid for rid in run_ids]
 
 
