@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from torch import nn
 
@@ -110,9 +110,8 @@ def load_checkpoint(folder: str | Path, device: torch.device | str = "cpu") -> C
         raise CheckpointError(f"{weights_path}: missing; retrain the run (python -m lab sweep ...)")
     try:
         state = load_file(str(weights_path), device="cpu")
-        with open(weights_path, "rb") as f:  # the header records which config the weights were trained from
-            header_size = int.from_bytes(f.read(8), "little")
-            trained_as = json.loads(f.read(header_size)).get("__metadata__", {}).get("run_id")
+        with safe_open(str(weights_path), framework="pt") as f:  # the header names the config trained from
+            trained_as = (f.metadata() or {}).get("run_id")
     except (SafetensorError, OSError, ValueError) as error:
         raise CheckpointError(f"{weights_path}: not a readable safetensors file ({error}); it may be truncated or "
                               f"corrupt, retrain the run or restore the file") from None
