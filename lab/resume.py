@@ -162,9 +162,11 @@ def _check_tensors(tensors: dict[str, torch.Tensor], parts: TrainingParts, info:
                               f"{tuple(model_state[name].shape)} {model_state[name].dtype}")
     params = [p for group in parts.optimizer.param_groups for p in group["params"]]
     groups = info.get("optimizer", {}).get("param_groups")
-    if not isinstance(groups, list) or [len(g.get("params", [])) for g in groups] != \
-            [len(g["params"]) for g in parts.optimizer.param_groups]:
-        raise ResumeError("its optimiser parameter groups do not match this run's")
+    live_groups = parts.optimizer.state_dict()["param_groups"]
+    if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups) or \
+            [(sorted(g), len(g.get("params", []))) for g in groups] != \
+            [(sorted(g), len(g["params"])) for g in live_groups]:
+        raise ResumeError("its optimiser parameter groups do not match this run's (another optimiser or schedule?)")
     for key, value in tensors.items():
         if not key.startswith("optimizer/"):
             continue
