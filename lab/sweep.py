@@ -7,7 +7,7 @@ import re
 import tempfile
 import time
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,7 +41,7 @@ NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "weights.safetensors"
 HISTORY_FILE, METRICS_FILE = "history.json", "metrics.json"
 # write_atomic's temp files: "." + the file's name + "." + mkstemp's 8 random characters + ".tmp"
-TEMP_FILE_PATTERN = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
+TEMP_FILE_PATTERN = re.compile(r"^\.(.+)\.[a-z0-9_]{8}\.tmp$")
 
 
 class SweepError(ValueError):
@@ -210,9 +210,10 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
         raise
 
 
-def remove_stale_temp_files(folder: Path) -> list[Path]:
-    """Delete the temp files a killed write_atomic left in folder (and only those); returns what it deleted."""
-    stale = [p for p in Path(folder).iterdir() if p.is_file() and TEMP_FILE_PATTERN.match(p.name)]
+def remove_stale_temp_files(folder: Path, names: Collection[str] | None = None) -> list[Path]:
+    """Delete the temp files a killed write_atomic left in folder (of the named files only, if given); returns them."""
+    stale = [p for p in Path(folder).iterdir() if (m := TEMP_FILE_PATTERN.match(p.name)) and p.is_file()
+             and (names is None or m.group(1) in names)]
     for path in stale:
         path.unlink(missing_ok=True)
     return stale
