@@ -238,7 +238,9 @@ def train_run(cfg: RunConfig, runs_dir: Path, dataset: Dataset, device: torch.de
     folder = Path(runs_dir) / run_id(cfg)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / METRICS_FILE).unlink(missing_ok=True)
-    remove_stale_temp_files(folder)  # a process killed mid-write leaves them; nothing else writes here now
+    stale = remove_stale_temp_files(folder)  # a process killed mid-write leaves them; nothing else writes here now
+    if stale:
+        log(f"  removed {len(stale)} half-written temp file(s) of a killed write: {', '.join(p.name for p in stale)}")
     write_json(folder / CONFIG_FILE, json.loads(canonical_json(cfg)))
     result = fit(cfg, dataset, device, progress=progress, log=log, precision=precision, folder=folder)
     state = {k: v.detach().cpu().contiguous() for k, v in result.model.state_dict().items()}

@@ -226,7 +226,7 @@ def fit(cfg: RunConfig, dataset: Dataset, device: torch.device | str = "cpu", pr
             history, train_seconds = done.history, done.train_seconds
             start -= done.elapsed_seconds  # total_seconds counts the time before the interruption too
             log(f"  resuming {run_id(cfg)} from epoch {done.epoch}/{cfg.train.epochs} "
-                f"(saved {done.saved_at[11:19]} UTC)")
+                f"(saved {done.saved_at[11:19]} UTC)")  # HH:MM:SS of the ISO time
         for epoch in range(len(history) + 1, cfg.train.epochs + 1):
             model.train()
             t0 = time.perf_counter()

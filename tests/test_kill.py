@@ -139,8 +139,10 @@ def test_a_sweep_killed_again_and_again_ends_as_an_uninterrupted_one(tmp_path, d
 
     text = "\n".join(log.read_text() for log in logs)
     resumes = re.findall(r"^  resuming (\S+) from epoch (\d)/4", text, re.M)
+    cleaned = sum(int(n) for n in re.findall(r"^  removed (\d+) half-written temp file", text, re.M))
     print(f"\nkill test (seed {SEED}): {kills} SIGKILLs survived in {len(logs)} starts; {len(resumes)} resumes from "
-          f"an epoch checkpoint {resumes}; reference sweep {startup:.1f} s to start + {training:.1f} s to train")
+          f"an epoch checkpoint {resumes}; {cleaned} stale temp files removed; reference sweep {startup:.1f} s to "
+          f"start + {training:.1f} s to train")
     assert kills >= 6, f"only {kills} kills: the sweep finished too soon for the schedule"
     assert resumes, "no restart resumed from an epoch checkpoint"
     assert re.search(r"to train \(1 from an epoch checkpoint\)", text)  # the sweep's own count at its start

@@ -54,6 +54,7 @@ CASES = {
     "sgd_exponential": ("classifier", {"train.optimizer": "sgd", "train.schedule": "exponential",
                                        "train.lr_decay": 0.7, "train.lr": 0.05}, "auto", 2),
     "conv_autoencoder": ("autoencoder", {"train.lr": 0.003}, "auto", 1),
+    "after_the_last_epoch": ("classifier", {"model.dropout": 0.2}, "auto", 3),  # killed before its weights were written
 }
 
 
@@ -124,7 +125,8 @@ def test_train_run_removes_the_resume_file_and_stale_temp_files(small_mnist, tmp
         path.write_bytes(b"half a file")
     lines: list[str] = []
     train_run(cfg, tmp_path, small_mnist, "cpu", progress=False, log=lines.append)
-    assert lines[0].startswith(f"  resuming {run_id(cfg)} from epoch 1/2")
+    assert lines[0].startswith("  removed 2 half-written temp file(s) of a killed write: ")
+    assert lines[1].startswith(f"  resuming {run_id(cfg)} from epoch 1/2")
     assert sorted(p.name for p in folder.iterdir()) == ["config.json", "history.json", "metrics.json",
                                                          "weights.safetensors"]
     assert [row["epoch"] for row in json.loads((folder / "history.json").read_text())] == [1, 2]
