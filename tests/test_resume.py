@@ -11,7 +11,7 @@ from safetensors.torch import load_file, save_file
 from lab.config import apply_overrides, default_config, run_id
 from lab.data import Dataset
 from lab.resume import META_KEY, RESUME_FILE
-from lab.sweep import TEMP_FILE_PATTERN, remove_stale_temp_files, train_run, write_atomic
+from lab.sweep import TEMP_FILE_PATTERN, load_sweep, remove_stale_temp_files, run_sweep, train_run, write_atomic
 from lab.train import fit
 
 TIME_FIELDS = {"train_seconds", "total_seconds", "epoch_seconds"}
@@ -230,3 +230,18 @@ def test_an_untouched_copy_of_the_resume_file_resumes(small_mnist, tmp_path, one
     result = fit(cfg, small_mnist, "cpu", progress=False, log=lines.append, precision="fp32", folder=tmp_path)
     assert lines[0].startswith("  resuming") and len(lines) == 2
     assert_same_run(reference, result)
+
+
+def test_a_sweep_counts_the_runs_it_resumes_and_tidies_finished_ones(tiny_sweep, tmp_path, mnist):
+    sweep = load_sweep(tiny_sweep)
+    finished, stopped, _ = sweep.unique_runs()
+    train_run(finished.config, tmp_path, mnist, "cpu", progress=False, log=lambda s: None)
+    (tmp_path / finished.run_id / RESUME_FILE).write_bytes(b"left by a kill between metrics.json and its deletion")
+    with pytest.raises(Stop):
+        train_run(stopped.config, tmp_path, mnist, "cpu", progress=False, log=stop_after(1, []))
+    lines: list[str] = []
+    assert run_sweep(sweep, tmp_path, {"mnist": mnist}, "cpu", progress=False, log=lines.append) == \
+        {"trained": 2, "skipped": 1}
+    assert "1 already done, 2 to train (1 from an epoch checkpoint)" in lines[0]
+    assert f"  resuming {stopped.run_id} from epoch 1/1" in "\n".join(lines)
+    assert not list(tmp_path.glob(f"*/{RESUME_FILE}"))
