@@ -7,7 +7,15 @@ from pathlib import Path
 import pandas as pd
 
 from lab.config import flatten
-from lab.sweep import CONFIG_FILE, DEFAULT_PROFILE, HISTORY_FILE, METRICS_FILE, Sweep, write_atomic
+from lab.sweep import (
+    CONFIG_FILE,
+    DEFAULT_PROFILE,
+    HISTORY_FILE,
+    METRICS_FILE,
+    Sweep,
+    remove_stale_temp_files,
+    write_atomic,
+)
 
 # the columns a reader looks at first; the config and environment follow
 LEAD_COLUMNS = ["sweep", "profile", "group", "label", "run_id", "task", "model.preset",
@@ -72,6 +80,7 @@ def write_tables(sweep: Sweep, runs_dir: Path, results_dir: Path) -> tuple[pd.Da
     results_dir = Path(results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
     runs_path, history_path = table_paths(results_dir, sweep.name, sweep.profile)
+    remove_stale_temp_files(results_dir, {runs_path.name, history_path.name})  # left by a process killed mid-write
     write_atomic(history_path, lambda p: history.to_csv(p, index=False, float_format="%.6g"))
     write_atomic(runs_path, lambda p: table.to_csv(p, index=False, float_format="%.6g"))
     return table, runs_path

@@ -7,7 +7,7 @@ import re
 import tempfile
 import time
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,15 +29,19 @@ from lab.config import (
 )
 from lab.data import Dataset, load_dataset
 from lab.models import build_model
+from lab.resume import RESUME_FILE
 from lab.train import environment, fit
 
 SWEEP_KEYS = {"name", "task", "description", "base", "grid", "profiles"}
 PROFILE_KEYS = {"description", "base", "grid"}
 DEFAULT_PROFILE = "default"
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
-# the files of a run folder; metrics.json is written last, and its presence means the run is done
+# the files of a run folder; metrics.json is written last, and its presence means the run is done. While a run
+# trains, its folder also holds RESUME_FILE (lab/resume.py), its state after the last finished epoch.
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "weights.safetensors"
 HISTORY_FILE, METRICS_FILE = "history.json", "metrics.json"
+# write_atomic's temp files: "." + the file's name + "." + mkstemp's 8 random characters + ".tmp"
+TEMP_FILE_PATTERN = re.compile(r"^\.(.+)\.[a-z0-9_]{8}\.tmp$")
 
 
 class SweepError(ValueError):
@@ -206,6 +210,15 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
         raise
 
 
+def remove_stale_temp_files(folder: Path, names: Collection[str] | None = None) -> list[Path]:
+    """Delete the temp files a killed write_atomic left in folder (of the named files only, if given); returns them."""
+    stale = [p for p in Path(folder).iterdir() if (m := TEMP_FILE_PATTERN.match(p.name)) and p.is_file()
+             and (names is None or m.group(1) in names)]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
 def write_json(path: Path, data: Any) -> None:
     """JSON, atomically."""
     write_atomic(path, lambda p: p.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8"))
@@ -218,18 +231,25 @@ def is_done(folder: Path) -> bool:
 
 def train_run(cfg: RunConfig, runs_dir: Path, dataset: Dataset, device: torch.device | str, progress: bool = True,
               log: Callable[[str], None] = print, precision: str = "auto") -> dict:
-    """Train one config into runs_dir/<run id>/: config, weights, history, then metrics (the 'done' mark)."""
+    """Train one config into runs_dir/<run id>/: config, weights, history, then metrics (the 'done' mark).
+
+    A run stopped part-way resumes from its last finished epoch (lab/resume.py); its resume file goes once it is done.
+    """
     folder = Path(runs_dir) / run_id(cfg)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / METRICS_FILE).unlink(missing_ok=True)
+    stale = remove_stale_temp_files(folder)  # a process killed mid-write leaves them; nothing else writes here now
+    if stale:
+        log(f"  removed {len(stale)} half-written temp file(s) of a killed write: {', '.join(p.name for p in stale)}")
     write_json(folder / CONFIG_FILE, json.loads(canonical_json(cfg)))
-    result = fit(cfg, dataset, device, progress=progress, log=log, precision=precision)
+    result = fit(cfg, dataset, device, progress=progress, log=log, precision=precision, folder=folder)
     state = {k: v.detach().cpu().contiguous() for k, v in result.model.state_dict().items()}
     write_atomic(folder / WEIGHTS_FILE, lambda p: save_file(state, str(p), metadata={"run_id": run_id(cfg)}))
     write_json(folder / HISTORY_FILE, result.history)
     metrics = {"run_id": run_id(cfg), "task": cfg.task, **result.metrics, **environment(torch.device(device)),
                "finished_at": datetime.now(UTC).isoformat(timespec="seconds")}
     write_json(folder / METRICS_FILE, metrics)
+    (folder / RESUME_FILE).unlink(missing_ok=True)
     return metrics
 
 
@@ -243,8 +263,12 @@ def run_sweep(sweep: Sweep, runs_dir: Path, datasets: dict[str, Dataset], device
     """Train the sweep's unfinished runs, logging its wall time; returns counts of trained and skipped runs."""
     runs = sweep.unique_runs()
     todo = [r for r in runs if not is_done(runs_dir / r.run_id)]
+    for run in runs:  # a process killed between a run's metrics and the deletion of its resume file leaves one
+        if is_done(runs_dir / run.run_id):
+            (runs_dir / run.run_id / RESUME_FILE).unlink(missing_ok=True)
+    resuming = sum((runs_dir / r.run_id / RESUME_FILE).is_file() for r in todo)
     log(f"sweep {sweep.name} ({sweep.profile}): {len(runs)} runs, {len(runs) - len(todo)} already done, "
-        f"{len(todo)} to train -> {runs_dir}")
+        f"{len(todo)} to train" + (f" ({resuming} from an epoch checkpoint)" if resuming else "") + f" -> {runs_dir}")
     started = time.perf_counter()
     for i, run in enumerate(todo, 1):
         elapsed = time.perf_counter() - started

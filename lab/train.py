@@ -6,16 +6,18 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from lab.config import ConfigError, RunConfig, TrainConfig
+from lab.config import ConfigError, RunConfig, TrainConfig, run_id
 from lab.data import Dataset, Split, normalize, ordered_batches, random_affine, shuffled_batches, to_float
 from lab.models import build_model, count_parameters
 from lab.paths import ROOT
+from lab.resume import RESUME_FILE, Progress, TrainingParts, resume, save_resume
 
 EVAL_BATCH = 256  # images per evaluation step: small enough to stay in cache on a CPU (1024 is 2x slower here)
 # Like the device, precision is how a run is computed, not what it is: it is recorded in metrics.json, not hashed
@@ -179,10 +181,12 @@ def evaluate(model: nn.Module, split: Split, batcher: Batcher, task: str, amp_dt
 
 
 def fit(cfg: RunConfig, dataset: Dataset, device: torch.device | str = "cpu", progress: bool = True,
-        log: Callable[[str], None] = print, precision: str = "auto") -> FitResult:
+        log: Callable[[str], None] = print, precision: str = "auto", folder: Path | str | None = None) -> FitResult:
     """Train the model a run config describes on a dataset, evaluating on its test split after every epoch.
 
     precision: "auto" (bf16 autocast where native), "bf16" or "fp32"; weights, optimiser state and losses stay fp32.
+    folder: where to save the training state after every epoch (folder/RESUME_FILE) and resume from it when it is
+    there, with the same result as an uninterrupted run; None: no epoch checkpoints.
     """
     device = torch.device(device)
     torch.manual_seed(cfg.seed)  # model init and dropout
@@ -215,7 +219,15 @@ def fit(cfg: RunConfig, dataset: Dataset, device: torch.device | str = "cpu", pr
         optimizer = make_optimizer(model.parameters(), cfg.train)
         steps = -(-len(train) // cfg.train.batch_size)
         scheduler, per_batch = make_scheduler(optimizer, cfg.train, steps)
-        for epoch in range(1, cfg.train.epochs + 1):
+        parts = TrainingParts(model, optimizer, scheduler, generator, device)
+        resume_path = Path(folder) / RESUME_FILE if folder is not None else None
+        done = resume(resume_path, run_id(cfg), cfg.train.epochs, precision_name(amp_dtype), parts, log)
+        if done:
+            history, train_seconds = done.history, done.train_seconds
+            start -= done.elapsed_seconds  # total_seconds counts the time before the interruption too
+            log(f"  resuming {run_id(cfg)} from epoch {done.epoch}/{cfg.train.epochs} "
+                f"(saved {done.saved_at[11:19]} UTC)")  # HH:MM:SS of the ISO time
+        for epoch in range(len(history) + 1, cfg.train.epochs + 1):
             model.train()
             t0 = time.perf_counter()
             loss_sum = torch.zeros((), device=device, dtype=torch.float64)
@@ -249,6 +261,9 @@ def fit(cfg: RunConfig, dataset: Dataset, device: torch.device | str = "cpu", pr
                         "test_mse": evaluate(model, test, batcher, task)["mse"]}
             row |= {"lr": lr, "epoch_seconds": epoch_seconds}
             history.append(row)
+            if resume_path:  # saved before the log line: a run stopped after that line resumes after this epoch
+                save_resume(resume_path, run_id(cfg), precision_name(amp_dtype), parts,
+                            Progress(epoch, history, train_seconds, time.perf_counter() - start))
             numbers = "  ".join(f"{k} {v:.4f}" for k, v in row.items() if k.startswith(("train_", "test_")))
             log(f"  epoch {epoch}/{cfg.train.epochs}  {numbers}  {epoch_seconds:.1f}s")
 
