@@ -641,6 +641,23 @@ def plot_throughput(summary):
     return fig
 
 
+def plot_load(summary):
+    """Figure: the demo's latency under load, p50 and p95 per endpoint (and all requests), in ms."""
+    import matplotlib.pyplot as plt
+
+    table = summary[(summary["section"] == "load") & summary["measure"].isin(["latency_ms_p50", "latency_ms_p95"])]
+    table = table.assign(endpoint=[n.split(": ")[1] if ": " in n else "all requests" for n in table["name"]])
+    pivot = table.pivot_table(index="endpoint", columns="measure", values="value", sort=False)
+    fig, ax = plt.subplots(figsize=(7, 2.6))
+    pivot.rename(columns={"latency_ms_p50": "p50", "latency_ms_p95": "p95"}).plot.barh(ax=ax)
+    ax.set_xlabel("milliseconds from request to answer, as a client sees it")
+    ax.set_ylabel("")
+    ax.legend(title=None)
+    ax.invert_yaxis()
+    fig.tight_layout()
+    return fig
+
+
 # ---------------------------------------------------------------------------------------------- main
 
 def build_parser() -> argparse.ArgumentParser:
