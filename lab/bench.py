@@ -1,5 +1,5 @@
 """The benchmark: time to 99% test accuracy (ours against the pytorch/examples MNIST tutorial), throughput and
-peak memory per preset, the demo's classify latency, and the wall time of the default sweeps.
+peak memory per preset, the demo's classify latency, the demo app under load, and the default sweeps' wall time.
 
     python -m lab.bench [--quick] [--out PATH] [--seeds N] [--experiments] [--device D]
 
@@ -41,7 +41,7 @@ SWEEP_FILES = ("cnn_hparams", "cnn_ablations", "autoencoder")  # what `make expe
 SUMMARY_COLUMNS = ["section", "name", "measure", "value", "low", "high", "n", "unit", "note"]
 TRIAL_COLUMNS = ["section", "name", "seed", "reached", "epochs", "train_seconds", "process_seconds",
                  "test_accuracy"]
-SECTIONS = ("accuracy", "baseline", "throughput", "latency", "experiments")
+SECTIONS = ("accuracy", "baseline", "throughput", "latency", "load", "experiments")
 
 
 # ---------------------------------------------------------------------------------------------- environment
@@ -447,6 +447,42 @@ def bench_latency(calls: int, device: torch.device, data_dir: Path, log) -> list
     return rows
 
 
+def bench_load(clients: int, requests: int, log) -> list[dict]:
+    """Item 5: the demo app under load through gradio_client: errors, latency p50/p95, throughput."""
+    section = "load"
+    try:
+        from lab.loadtest import MIX, LoadError, format_summary, load_test
+    except ImportError as error:  # gradio_client is in the demo extra
+        return [_row(section, "demo app", "latency_ms_p50", float("nan"), "ms", note=f"skipped: {error}")]
+    try:
+        summary = load_test(clients, requests, log=lambda line: log(f"  {line}"))
+    except LoadError as error:
+        return [_row(section, "demo app", "latency_ms_p50", float("nan"), "ms", note=f"skipped: {error}")]
+    name = f"demo app, {clients} clients x {requests} requests"
+    n = summary["requests"]
+    mix = ", ".join(f"{endpoint} {share:.0%}" for endpoint, share in MIX)
+    everything = summary["endpoints"]["all"]
+    rows = [
+        _row(section, name, "errors", summary["errors"], "requests", n=n, note="; ".join(summary["error_examples"])),
+        _row(section, name, "latency_ms_p50", everything["p50_ms"], "ms", n=everything["n"],
+             note=f"gradio_client on 127.0.0.1, one thread per client, mixed endpoints ({mix})"),
+        _row(section, name, "latency_ms_p95", everything["p95_ms"], "ms", high=everything["max_ms"],
+             n=everything["n"], note="high: the slowest request"),
+        _row(section, name, "requests_per_s", summary["requests_per_second"], "requests/s", n=n,
+             note=f"{summary['wall_seconds']:.1f} s wall for all requests"),
+        _row(section, name, "classify_accuracy", summary["classify_accuracy"], "fraction",
+             n=summary["endpoints"]["classify"]["n"], note="real MNIST test digits drawn on the 280 px canvas"),
+    ]
+    for endpoint, _ in MIX:
+        stats = summary["endpoints"][endpoint]
+        rows.append(_row(section, f"{name}: /{endpoint}", "latency_ms_p50", stats["p50_ms"], "ms", n=stats["n"]))
+        rows.append(_row(section, f"{name}: /{endpoint}", "latency_ms_p95", stats["p95_ms"], "ms",
+                         high=stats["max_ms"], n=stats["n"]))
+    for line in format_summary(summary).splitlines():
+        log(f"  {line}")
+    return rows
+
+
 def bench_experiments(run: bool, device: torch.device, data_dir: Path, log, precision: str = "auto") -> list[dict]:
     """Item 5: per-sweep wall time of the default profile: trained now into a temp folder, or from the tables."""
     from lab.sweep import datasets_for, load_sweeps, run_sweep
@@ -494,6 +530,28 @@ def output_paths(out: Path) -> tuple[Path, Path, Path]:
     """(summary CSV, per-seed trials CSV, environment JSON) for an --out path."""
     out = Path(out)
     return out, out.with_name(f"{out.stem}_trials.csv"), out.with_name(f"{out.stem}_env.json")
+
+
+def keep_other_sections(out: Path, rows: list[dict], trials: list[dict], sections: list[str],
+                        env: dict) -> tuple[list[dict], list[dict]]:
+    """Rows and trials of the sections not run now, kept from the files at out (a partial run replaces only its own)."""
+    import pandas as pd
+
+    old_summary, old_trials, old_env = load_results(out)
+    if old_summary is None:
+        return rows, trials
+    ran = set(sections) | ({"ratio"} if {"accuracy", "baseline"} & set(sections) else set())
+    kept = old_summary[~old_summary["section"].isin(ran)]
+    if kept.empty:
+        return rows, trials
+    env["kept_sections"] = sorted(set(kept["section"]))
+    env["kept_from"] = {k: (old_env or {}).get(k) for k in ("date", "cpu", "device", "threads")}
+    kept_rows = [{k: (None if pd.isna(v) else v) for k, v in row.items()} for row in kept.to_dict("records")]
+    kept_trials = [] if old_trials is None else old_trials[~old_trials["section"].isin(ran)].to_dict("records")
+    order = {s: i for i, s in enumerate(("accuracy", "baseline", "ratio", "throughput", "latency", "load",
+                                         "experiments"))}
+    merged = sorted(kept_rows + rows, key=lambda r: order.get(r["section"], len(order)))  # stable: keeps row order
+    return merged, kept_trials + trials
 
 
 def write_results(out: Path, rows: list[dict], trials: list[dict], env: dict) -> None:
@@ -583,6 +641,23 @@ def plot_throughput(summary):
     return fig
 
 
+def plot_load(summary):
+    """Figure: the demo's latency under load, p50 and p95 per endpoint (and all requests), in ms."""
+    import matplotlib.pyplot as plt
+
+    table = summary[(summary["section"] == "load") & summary["measure"].isin(["latency_ms_p50", "latency_ms_p95"])]
+    table = table.assign(endpoint=[n.split(": ")[1] if ": " in n else "all requests" for n in table["name"]])
+    pivot = table.pivot_table(index="endpoint", columns="measure", values="value", sort=False)
+    fig, ax = plt.subplots(figsize=(7, 2.6))
+    pivot.rename(columns={"latency_ms_p50": "p50", "latency_ms_p95": "p95"}).plot.barh(ax=ax)
+    ax.set_xlabel("milliseconds from request to answer, as a client sees it")
+    ax.set_ylabel("")
+    ax.legend(title=None)
+    ax.invert_yaxis()
+    fig.tight_layout()
+    return fig
+
+
 # ---------------------------------------------------------------------------------------------- main
 
 def build_parser() -> argparse.ArgumentParser:
@@ -598,6 +673,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--baseline-batches", type=int,
                         help="cap the baseline's batches per epoch (default: none; --quick 200)")
     parser.add_argument("--latency-calls", type=int, help="classify calls timed (default 1000; --quick 200)")
+    parser.add_argument("--load-clients", type=int, help="concurrent demo clients of the load test (default 20; "
+                                                          "--quick 4)")
+    parser.add_argument("--load-requests", type=int, help="requests per client (default 50; --quick 10)")
     parser.add_argument("--experiments", action="store_true",
                         help="train the default profile of the sweeps into a temp folder and time each sweep "
                              "(about 20 minutes on 2 CPU cores); without it the tables' run times are summed")
@@ -624,7 +702,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"error: --sections: unknown {', '.join(unknown)} (choose from {', '.join(SECTIONS)})", file=sys.stderr)
         return 2
-    for flag in ("seeds", "baseline_seeds", "baseline_epochs", "latency_calls"):
+    for flag in ("seeds", "baseline_seeds", "baseline_epochs", "latency_calls", "load_clients", "load_requests"):
         value = getattr(args, flag)
         if value is not None and value < 1:
             print(f"error: --{flag.replace('_', '-')}: must be at least 1, got {value}", file=sys.stderr)
@@ -633,6 +711,8 @@ def main(argv: list[str] | None = None) -> int:
     baseline_epochs = args.baseline_epochs or (1 if args.quick else 14)
     baseline_batches = args.baseline_batches if args.baseline_batches is not None else (200 if args.quick else 0)
     latency_calls = args.latency_calls or (200 if args.quick else 1000)
+    load_clients = args.load_clients or (4 if args.quick else 20)
+    load_requests = args.load_requests or (10 if args.quick else 50)
     device = pick_device(args.device)
     data_dir = paths.data_dir(args.data_dir)
     out = Path(args.out) if args.out else default_out()
@@ -665,10 +745,15 @@ def main(argv: list[str] | None = None) -> int:
     if "latency" in sections:
         log(f"4. demo classify latency, {latency_calls} calls")
         rows += bench_latency(latency_calls, device, data_dir, log)
+    if "load" in sections:
+        log(f"5. the demo app under load: {load_clients} clients x {load_requests} requests through gradio_client")
+        rows += bench_load(load_clients, load_requests, log)
     if "experiments" in sections:
-        log("5. default make experiments profile, per sweep" + (" (training it now)" if args.experiments else ""))
+        log("6. default make experiments profile, per sweep" + (" (training it now)" if args.experiments else ""))
         rows += bench_experiments(args.experiments, device, data_dir, log, args.precision)
     env["bench_seconds"] = round(time.perf_counter() - started, 1)
+    if set(sections) != set(SECTIONS):
+        rows, trials = keep_other_sections(out, rows, trials, sections, env)
     write_results(out, rows, trials, env)
     print()
     print(format_table(rows))

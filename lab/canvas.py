@@ -30,7 +30,10 @@ def _pick_image(image: object) -> object:
         return image
     if image.get("composite") is not None:
         return image["composite"]
-    parts = [image.get("background")] + list(image.get("layers") or [])
+    layers = image.get("layers") or []
+    if not isinstance(layers, (list, tuple)):
+        raise CanvasError(f"the sketchpad's layers must be a list of images, got {type(layers).__name__}")
+    parts = [image.get("background")] + list(layers)
     parts = [p for p in parts if p is not None]
     if not parts:
         return None

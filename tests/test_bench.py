@@ -99,7 +99,8 @@ def test_quick_benchmark_writes_every_section(data_root, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary, trials, environment = bench.load_results(out)
     assert list(summary.columns) == bench.SUMMARY_COLUMNS
-    assert set(summary["section"]) == {"accuracy", "baseline", "ratio", "throughput", "latency", "experiments"}
+    assert set(summary["section"]) == {"accuracy", "baseline", "ratio", "throughput", "latency", "load",
+                                       "experiments"}
     measures = set(summary["measure"])
     assert {"train_seconds_to_99", "process_seconds_to_99", "train_images_per_s", "infer_images_per_s",
             "peak_memory_mb", "wall_seconds"} <= measures

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from lab.canvas import MAX_SIDE, CanvasError, canvas_to_mnist, mnist_to_canvas
+from lab.canvas import MAX_SIDE, MIN_SIDE, CanvasError, canvas_to_mnist, mnist_to_canvas
 
 
 def blank(side: int = 280) -> np.ndarray:
@@ -133,3 +133,102 @@ def test_any_stroke_fits_the_mnist_frame(top, left, height, width, side):
     assert max(bottom - top + 1, right - left + 1) == 20  # the longer side, always 20 px
     cy, cx = centre_of_mass(out)
     assert abs(cy - 14) <= 0.5 + 1e-4 and abs(cx - 14) <= 0.5 + 1e-4  # whole-pixel shifts
+
+
+# ------------------------------------------------------------------------------------- anything the internet sends
+
+DTYPES = [np.uint8, np.uint16, np.uint32, np.uint64, np.int8, np.int16, np.int32, np.int64, np.float16, np.float32,
+          np.float64, np.bool_]
+
+
+def small_arrays() -> st.SearchStrategy:
+    """Fully random small arrays: any shape of 0-4 dims, any dtype, any elements (NaN, inf, extremes)."""
+    from hypothesis.extra import numpy as hnp
+
+    dtypes = st.sampled_from([np.dtype(d) for d in DTYPES + [np.complex64]])
+    return hnp.arrays(dtypes, hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=40))
+
+
+@st.composite
+def large_arrays(draw, dtypes=tuple(DTYPES), channel_choices=(None, 1, 2, 3, 4, 5)) -> np.ndarray:
+    """Canvas-sized arrays (up to past the size limit) of one of many pixel patterns, made fast by numpy."""
+    side = st.one_of(st.integers(0, MAX_SIDE + 16), st.integers(MIN_SIDE, 400))  # often a plausible canvas
+    height, width = draw(side), draw(side)
+    channels = draw(st.sampled_from(channel_choices))
+    shape = (height, width) if channels is None else (height, width, channels)
+    if np.prod(shape) > 3_000_000:  # keep one example under a few MB: the shape checks are what matter
+        shape = (min(height, 40), width) + shape[2:]
+    dtype = np.dtype(draw(st.sampled_from(dtypes)))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    pattern = draw(st.sampled_from(["noise", "paper", "strokes", "ink", "extremes", "nan"]))
+    if pattern == "noise":
+        x = rng.random(shape)
+    elif pattern == "paper":
+        x = np.ones(shape)
+    elif pattern == "ink":
+        x = np.zeros(shape)
+    elif pattern == "nan":
+        x = rng.choice([np.nan, np.inf, -np.inf, 0.5], size=shape)
+    elif pattern == "extremes":
+        x = rng.choice([-1e30, -1.0, 0.0, 1.0, 2.0, 1e30], size=shape)
+    else:  # a few dark rectangles on light paper
+        x = np.ones(shape)
+        for _ in range(rng.integers(1, 4)):
+            if height and width:
+                top, left = rng.integers(0, height), rng.integers(0, width)
+                x[top:top + rng.integers(1, 60), left:left + rng.integers(1, 60)] = 0
+    if dtype.kind == "b":
+        return x > 0.5
+    if dtype.kind in "ui":
+        info = np.iinfo(dtype)
+        scale = 255 if draw(st.booleans()) else info.max
+        with np.errstate(invalid="ignore", over="ignore"):
+            return np.nan_to_num(x * scale, nan=0, posinf=info.max, neginf=info.min).clip(info.min, info.max) \
+                .astype(dtype)
+    with np.errstate(over="ignore"):
+        return x.astype(dtype)
+
+
+def junk() -> st.SearchStrategy:
+    """Values that are not images at all."""
+    return st.one_of(st.none(), st.integers(), st.floats(), st.text(max_size=20), st.binary(max_size=20),
+                     st.lists(st.integers(), max_size=5), st.dictionaries(st.text(max_size=5), st.integers(),
+                                                                             max_size=3))
+
+
+def pil_images() -> st.SearchStrategy:
+    """PIL images of many modes, as a caller (or Gradio with type="pil") would pass them."""
+    modes = st.sampled_from(["1", "L", "P", "I", "F", "LA", "RGB", "RGBA", "I;16"])
+    arrays = large_arrays(dtypes=(np.uint8,), channel_choices=(None, 3, 4)).filter(lambda a: a.size > 0)
+    return st.builds(lambda mode, array: Image.fromarray(array).convert(mode), modes, arrays)
+
+
+def odd_dtypes() -> st.SearchStrategy:
+    """Arrays whose elements are not numbers: objects, strings, dates."""
+    return st.sampled_from(["O", "U1", "datetime64[s]", "S2", "V4"]).map(lambda d: np.zeros((30, 30), d))
+
+
+def images() -> st.SearchStrategy:
+    return st.one_of(small_arrays(), large_arrays(), pil_images(), odd_dtypes(), junk())
+
+
+def sketchpad_values() -> st.SearchStrategy:
+    """Gradio Sketchpad/ImageEditor values with any parts: images, junk, missing keys, odd layer lists."""
+    layers = st.one_of(st.none(), st.lists(images(), max_size=3), junk())
+    return st.fixed_dictionaries({}, optional={"background": images(), "layers": layers, "composite": images()})
+
+
+@settings(max_examples=1000, deadline=None)
+@given(value=st.one_of(images(), sketchpad_values()))
+def test_canvas_preprocessing_never_raises_anything_but_a_message(value):
+    """Random arrays, shapes, dtypes and Sketchpad values: a clean MNIST image, or a CanvasError for the user."""
+    try:
+        out = canvas_to_mnist(value)
+    except CanvasError as error:
+        assert str(error) and "Traceback" not in str(error)  # a sentence the demo shows as it is
+        event("refused")
+        return
+    event("read as a digit")
+    assert out.shape == (28, 28) and out.dtype == torch.float32
+    assert torch.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
+    assert out.max() > 0  # something was drawn: an empty canvas is an error, never a black image

@@ -1,0 +1,83 @@
+"""The demo under load: 20 gradio_client clients x 50 mixed requests against the app on 127.0.0.1, and its limits."""
+
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import math  # noqa: E402
+import sys  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from lab import bench, loadtest  # noqa: E402
+
+pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+
+sys.path.insert(0, str(loadtest.APP.parent))
+import app as demo_app  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    proc, url = loadtest.start_app(tmp_path_factory.mktemp("app") / "app.log")
+    try:
+        yield url
+    finally:
+        loadtest.stop_app(proc)
+
+
+@pytest.mark.slow
+def test_twenty_clients_fifty_requests_each_without_an_error(app_url):
+    calls, wall = loadtest.run_load(app_url, clients=loadtest.CLIENTS, requests=loadtest.REQUESTS, seed=0,
+                                    log=lambda _: None)
+    summary = loadtest.summarize(calls, wall, loadtest.CLIENTS, loadtest.REQUESTS)
+    print("\n" + loadtest.format_summary(summary))  # the figures, in the test log
+    assert summary["requests"] == 20 * 50
+    assert summary["errors"] == 0, summary["error_examples"]
+    assert {c.client for c in calls} == set(range(20))  # every client took part
+    for endpoint, _ in loadtest.MIX:  # the mix reached every endpoint, each answered and timed
+        stats = summary["endpoints"][endpoint]
+        assert stats["n"] > 50 and 0 < stats["p50_ms"] <= stats["p95_ms"] <= stats["max_ms"]
+    assert summary["classify_accuracy"] >= 0.95  # answers under load are right, not just fast
+
+
+def test_summary_counts_errors_and_ranks_latencies():
+    calls = [loadtest.Call(0, "classify", s / 1000, True, correct=s != 30) for s in (10, 20, 30, 40)]
+    calls += [loadtest.Call(1, "reconstruct", 5.0, False, error="AppError: queue full")]
+    summary = loadtest.summarize(calls, wall=2.0, clients=2, requests=3)
+    assert summary["errors"] == 1 and summary["error_examples"] == ["AppError: queue full"]
+    assert summary["endpoints"]["classify"] == {"n": 4, "p50_ms": 30, "p95_ms": 40, "max_ms": 40}
+    assert summary["endpoints"]["all"]["n"] == 4  # failed calls are counted as errors, not timed
+    assert math.isnan(summary["endpoints"]["interpolate"]["p50_ms"])
+    assert summary["classify_accuracy"] == 0.75 and summary["requests_per_second"] == 2.5
+
+
+def test_limits_are_set_on_purpose():
+    demo = demo_app.build_demo(demo_app.load_models(loadtest.SHIPPED))
+    assert demo._queue.max_size == demo_app.MAX_QUEUE == 32
+    assert demo._queue.default_concurrency_limit == demo_app.CONCURRENCY == 2
+    assert all(fn.concurrency_limit == "default" for fn in demo.fns.values())  # no event opts out of the limit
+
+
+def test_an_upload_over_the_size_limit_is_refused(app_url, tmp_path):
+    big = tmp_path / "big.png"
+    big.write_bytes(b"\x89PNG\r\n\x1a\n" + np.random.default_rng(0).bytes(3 * 1024 * 1024))  # 3 MB > 2 MB
+    client = Client(app_url, verbose=False)
+    with pytest.raises(Exception, match="(?i)exceeds the maximum file size|413|too large"):
+        client.predict({"background": None, "layers": [], "composite": handle_file(str(big))}, None,
+                       api_name="/classify")
+
+
+def test_bench_keeps_the_sections_it_did_not_run(tmp_path):
+    out = tmp_path / "benchmark.csv"
+    old = [bench._row("latency", "fast_cnn", "classify_ms_p50", 2.0, "ms"),
+           bench._row("load", "demo app", "latency_ms_p50", 900.0, "ms")]
+    bench.write_results(out, old, [{"section": "accuracy", "name": "x", "seed": 0}], {"date": "then"})
+    env = {"date": "now"}
+    rows, trials = bench.keep_other_sections(out, [bench._row("load", "demo app", "latency_ms_p50", 80.0, "ms")],
+                                             [], ["load"], env)
+    assert [(r["section"], r["value"]) for r in rows] == [("latency", 2.0), ("load", 80.0)]  # old load row replaced
+    assert [t["section"] for t in trials] == ["accuracy"] and env["kept_sections"] == ["latency"]
