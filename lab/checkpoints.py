@@ -156,7 +156,7 @@ def load_checkpoint(folder: str | Path, device: torch.device | str = "cpu") -> C
     try:
         config = from_dict(_read_json(config_path))
     except ConfigError as error:
-        raise CheckpointError(f"{config_path}: {error}") from None
+        raise CheckpointError(f"{config_path}: {error}; restore the file or retrain the run") from None
     metrics = _read_json(metrics_path)
     state, trained_as = _read_weights(weights_path)
     if trained_as is None:  # train_run writes it into every header; without it the file is not the run's own
