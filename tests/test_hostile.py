@@ -588,3 +588,12 @@ def test_no_source_can_unpickle():
             for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
             if UNSAFE.search(line) and "no pickle" not in line and "never pickle" not in line]
     assert hits == []
+
+
+def test_the_benchmarks_tutorial_baseline_refuses_legacy_pickles(tmp_path, no_unpickling):
+    """The baseline uses torchvision's MNIST class, as the tutorial does; that class would unpickle processed/*.pt."""
+    from lab.bench import _child_baseline
+
+    (tmp_path / "MNIST" / "processed").mkdir(parents=True)
+    with pytest.raises(RuntimeError, match="legacy .pt files are pickles"):
+        _child_baseline({"data_dir": str(tmp_path), "seed": 0, "device": "cpu"})
