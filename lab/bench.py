@@ -160,7 +160,7 @@ def _child_baseline(spec: dict) -> dict:
     from torchvision import datasets, transforms
 
     legacy = Path(spec["data_dir"]) / "MNIST" / "processed"
-    if legacy.exists():  # torchvision's MNIST would torch.load (unpickle) these instead of reading the IDX files
+    if legacy.exists():  # torchvision's MNIST class would unpickle these instead of reading the IDX files
         raise RuntimeError(f"{legacy}: torchvision's legacy .pt files are pickles and are never loaded; delete the "
                            f"folder (the IDX files in MNIST/raw are what the benchmark reads)")
     torch.manual_seed(spec["seed"])
