@@ -597,3 +597,51 @@ def test_the_benchmarks_tutorial_baseline_refuses_legacy_pickles(tmp_path, no_un
     (tmp_path / "MNIST" / "processed").mkdir(parents=True)
     with pytest.raises(RuntimeError, match="legacy .pt files are pickles"):
         _child_baseline({"data_dir": str(tmp_path), "seed": 0, "device": "cpu"})
+
+
+@pytest.fixture
+def mirror(tmp_path, data_root, monkeypatch):
+    """A local MNIST mirror (http.server on 127.0.0.1) serving the real files gzipped, with their md5s."""
+    import functools
+    import http.server
+    import threading
+
+    served = tmp_path / "mirror"
+    served.mkdir()
+    resources = []
+    for name in IDX_FILES:
+        packed = gzip.compress(original(data_root, name), 1)
+        (served / f"{name}.gz").write_bytes(packed)
+        resources.append((f"{name}.gz", hashlib.md5(packed).hexdigest()))
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    class Server(http.server.ThreadingHTTPServer):
+        def handle_error(self, request, client_address) -> None:
+            pass  # a client that hangs up mid-file (its checksum failed) is no error of the lab's
+
+    server = Server(("127.0.0.1", 0), functools.partial(Quiet, directory=str(served)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setattr(torchvision.datasets.MNIST, "mirrors", [f"http://127.0.0.1:{server.server_port}/"])
+    monkeypatch.setattr(torchvision.datasets.MNIST, "resources", resources)
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    yield resources
+    server.shutdown()
+
+
+def test_a_missing_file_is_downloaded_alone_and_whole(data_copy, mirror, data_root, capsys):
+    raw = data_copy / "MNIST" / "raw"
+    (raw / TEST_LABELS).unlink()
+    loaded = load_dataset("mnist", data_copy)
+    assert sorted(p.name for p in raw.iterdir()) == sorted(IDX_FILES)  # no staging folder or .gz left behind
+    assert not (raw / TEST_LABELS).is_symlink() and (raw / TRAIN_LABELS).is_symlink()  # only the missing one
+    assert torch.equal(loaded.test.labels, load_dataset("mnist", data_root).test.labels)
+
+
+def test_a_download_that_fails_its_checksum_leaves_nothing(data_copy, mirror, monkeypatch, capsys):
+    raw = data_copy / "MNIST" / "raw"
+    (raw / TEST_IMAGES).unlink()
+    monkeypatch.setattr(torchvision.datasets.MNIST, "resources", [(n, "0" * 32) for n, _ in mirror])
+    refused(["train", "--data-dir", str(data_copy)], capsys, [data_copy], [str(raw), "could not load mnist"])
+    assert sorted(p.name for p in raw.iterdir()) == sorted(set(IDX_FILES) - {TEST_IMAGES})
