@@ -27,6 +27,7 @@ IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-
 IMAGES_MAGIC, LABELS_MAGIC = 0x00000803, 0x00000801
 IMAGE_SIZE = 28
 SPLIT_SIZES = {"train": 60_000, "t10k": 10_000}  # both datasets have these counts
+MAX_IDX_BYTES = 16 + SPLIT_SIZES["train"] * IMAGE_SIZE * IMAGE_SIZE  # the largest file, train-images
 FIX = "delete it to download it again, or replace it with the original file"
 
 
@@ -115,24 +116,30 @@ def _download(class_name: str, raw: Path, names: list[str]) -> None:
         raise
 
 
-def _read_bytes(path: Path) -> np.ndarray:
-    """The whole file (gunzipped if it ends in .gz) as a writable uint8 array."""
+def _read_bytes(path: Path) -> tuple[np.ndarray, str]:
+    """The file (gunzipped if it ends in .gz) as a writable uint8 array, and its size in words.
+
+    It reads at most one byte past the largest MNIST file, so a huge file or a gzip bomb costs no more memory.
+    """
+    limit = MAX_IDX_BYTES + 1
     if path.suffix != ".gz":
-        return np.fromfile(path, dtype=np.uint8)
+        size = path.stat().st_size
+        return np.fromfile(path, dtype=np.uint8, count=min(size, limit)), f"{size:,} bytes"
     try:
         with gzip.open(path, "rb") as f:
-            return np.frombuffer(bytearray(f.read()), dtype=np.uint8)
+            data = np.frombuffer(bytearray(f.read(limit)), dtype=np.uint8)
     except (OSError, EOFError, zlib.error) as error:  # BadGzipFile is an OSError
         raise DataError(f"{path}: not a valid gzip file ({error}); {FIX}") from None
+    return data, f"{len(data):,} bytes unpacked" if len(data) < limit else f"over {MAX_IDX_BYTES:,} bytes unpacked"
 
 
 def read_idx(path: Path, magic: int, dims: tuple[int, ...]) -> torch.Tensor:
     """An IDX file of unsigned bytes -> a uint8 tensor (N, *dims); DataError naming the file when it is not one."""
-    data = _read_bytes(path)
+    data, size = _read_bytes(path)
     kind = "images" if magic == IMAGES_MAGIC else "labels"
     header_size = 4 * (2 + len(dims))
     if len(data) < header_size:
-        raise DataError(f"{path}: {len(data)} bytes, too short for an IDX header; {FIX}")
+        raise DataError(f"{path}: {size}, too short for an IDX header; {FIX}")
     header = [int.from_bytes(data[i:i + 4].tobytes(), "big") for i in range(0, header_size, 4)]
     found_magic, count, shape = header[0], header[1], tuple(header[2:])
     if found_magic != magic:
@@ -145,7 +152,7 @@ def read_idx(path: Path, magic: int, dims: tuple[int, ...]) -> torch.Tensor:
     if len(data) != expected:
         what = "truncated" if len(data) < expected else "has trailing bytes"
         raise DataError(f"{path}: {what}: its header promises {count:,} {kind} ({expected:,} bytes) but it has "
-                        f"{len(data):,} bytes; {FIX}")
+                        f"{size}; {FIX}")
     return torch.from_numpy(data[header_size:]).view(count, *dims)  # (N, *dims), sharing the array's memory
 
 

@@ -242,6 +242,11 @@ DATA_CASES: dict[str, tuple[Corrupt, str, str]] = {
                       f"{TRAIN_LABELS}.gz", "not a valid gzip file"),
     "gz: corrupt stream": (lambda raw, real: put_gz(raw, TEST_LABELS, flip_middle(gzip.compress(real(TEST_LABELS)))),
                            f"{TEST_LABELS}.gz", "not a valid gzip file"),
+    "gz: a bomb": (lambda raw, real: put_gz(raw, TEST_LABELS, gzip.compress(real(TEST_LABELS) + bytes(60_000_000))),
+                   f"{TEST_LABELS}.gz", "has trailing bytes"),
+    "header promises 4 billion": (lambda raw, real: put(raw, TEST_LABELS, idx_header(0x0801, 2**32 - 1)
+                                                        + real(TEST_LABELS)[8:]), TEST_LABELS,
+                                  "its header promises 4,294,967,295 labels"),
     "gz: holds a truncated file": (lambda raw, real: put_gz(raw, TEST_IMAGES, gzip.compress(real(TEST_IMAGES)[:5000])),
                                    f"{TEST_IMAGES}.gz", "truncated"),
 }
