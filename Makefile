@@ -28,6 +28,10 @@ experiments: install ## train the sweeps in experiments/ (PROFILE=default) into 
 results: install ## rebuild experiments/results/*.csv from the run folders
 	$(PY) -m lab results --profile $(PROFILE)
 
+.PHONY: verify
+verify: install ## check every run folder in experiments/runs (LAB_RUNS_DIR): config, weights, metrics agree
+	$(PY) -m lab verify
+
 .PHONY: bench
 bench: install ## time to 99% against the pytorch/examples baseline, throughput, latency (BENCH_ARGS=--quick)
 	$(PY) -m lab.bench $(BENCH_ARGS)

@@ -6,12 +6,13 @@ import tomllib
 from pathlib import Path
 
 from lab import paths
+from lab.checkpoints import CheckpointError
 from lab.config import ConfigError, apply_overrides, default_config, run_id
 from lab.data import DataError, load_dataset
 from lab.hub import DEMO_DIR, HubError
 from lab.sweep import DEFAULT_PROFILE, SweepError, datasets_for, load_sweeps, run_sweep, train_run
 
-USAGE_ERROR = 2  # bad input: a sweep file, a KEY=VALUE, missing data
+USAGE_ERROR = 2  # bad input: a sweep file, a KEY=VALUE, missing data, a broken run folder
 DEMO_CHECKPOINTS = DEMO_DIR / "checkpoints"  # the weights the demo ships
 
 
@@ -174,6 +175,41 @@ def cmd_push_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    from lab.checkpoints import HEADLINE, load_checkpoint
+    from lab.sweep import CONFIG_FILE, METRICS_FILE
+    if args.folders:
+        folders = [Path(f) for f in args.folders]
+    else:
+        runs_dir = paths.runs_dir(args.runs_dir)
+        if not runs_dir.is_dir():
+            raise CheckpointError(f"{runs_dir}: no such runs folder; train runs first or pass --runs-dir DIR")
+        folders = sorted(p for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+        print(f"verifying {len(folders)} run folders in {runs_dir}")
+    counts, broken = {"ok": 0, "unfinished": 0}, []
+    for folder in folders:
+        if folder.is_dir() and not (folder / METRICS_FILE).exists() and (folder / CONFIG_FILE).exists():
+            print(f"unfinished  {folder}: no {METRICS_FILE} yet (training, interrupted or failed); not checked")
+            counts["unfinished"] += 1
+            continue
+        try:
+            checkpoint = load_checkpoint(folder)
+        except CheckpointError as error:
+            print(f"BROKEN      {error}")
+            broken.append(str(folder))
+            continue
+        metric = HEADLINE[checkpoint.task]
+        print(f"ok          {folder}: {checkpoint.task} {checkpoint.config.model.preset}, "
+              f"{metric} {checkpoint.metrics[metric]:.4f}")
+        counts["ok"] += 1
+    print(f"{counts['ok']} ok, {counts['unfinished']} unfinished, {len(broken)} broken")
+    if broken:
+        print(f"error: {len(broken)} broken run folder{'s' if len(broken) > 1 else ''}: {', '.join(broken)}",
+              file=sys.stderr)
+        return USAGE_ERROR
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -256,6 +292,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="list the files and sizes; no network")
     p.add_argument("--private", action="store_true")
     p.set_defaults(func=cmd_push_model)
+
+    p = sub.add_parser("verify", help="check run folders: config, weights and metrics load and agree",
+                       description="Load each run folder as the demo and report do (JSON and safetensors only) and "
+                                   "check that its config, weights and metrics agree. Default: every folder in the "
+                                   "runs dir; unfinished runs (no metrics.json) are listed, not checked. Exit "
+                                   "status 2 if any folder is broken.")
+    p.add_argument("folders", nargs="*", metavar="RUN_FOLDER")
+    p.add_argument("--runs-dir", help="run folders (default: LAB_RUNS_DIR or experiments/runs)")
+    p.set_defaults(func=cmd_verify)
     return parser
 
 
@@ -265,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.reconfigure(line_buffering=True)  # progress lines show up at once in logs and pipes too
     try:
         return args.func(args)
-    except (ConfigError, SweepError, DataError, HubError) as error:
+    except (ConfigError, SweepError, DataError, HubError, CheckpointError) as error:
         print(f"error: {error}", file=sys.stderr)
         return USAGE_ERROR
     except KeyboardInterrupt:

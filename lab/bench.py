@@ -159,6 +159,10 @@ def _child_baseline(spec: dict) -> dict:
     """The tutorial pipeline: torchvision MNIST + DataLoader + ToTensor/Normalize, Adadelta, StepLR, batch 64."""
     from torchvision import datasets, transforms
 
+    legacy = Path(spec["data_dir"]) / "MNIST" / "processed"
+    if legacy.exists():  # torchvision's MNIST class would unpickle these instead of reading the IDX files
+        raise RuntimeError(f"{legacy}: torchvision's legacy .pt files are pickles and are never loaded; delete the "
+                           f"folder (the IDX files in MNIST/raw are what the benchmark reads)")
     torch.manual_seed(spec["seed"])
     device = torch.device(spec["device"])
     transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))])

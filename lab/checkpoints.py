@@ -1,6 +1,7 @@
 """Run folders -> models for inference: config and metrics from JSON, weights from safetensors (never pickle)."""
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,38 +96,86 @@ def _read_json(path: Path) -> dict:
     return data
 
 
-def load_checkpoint(folder: str | Path, device: torch.device | str = "cpu") -> Checkpoint:
-    """Load a finished run folder; raise CheckpointError naming the file when any part is missing or inconsistent."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise CheckpointError(f"{folder}: no such run folder")
-    config_path, weights_path = folder / CONFIG_FILE, folder / WEIGHTS_FILE
-    try:
-        config = from_dict(_read_json(config_path))
-    except ConfigError as error:
-        raise CheckpointError(f"{config_path}: {error}") from None
-    metrics = _read_json(folder / METRICS_FILE)
+HEADLINE = {"classifier": "test_accuracy", "autoencoder": "test_mse"}  # the metric every finished run records
+
+
+def _read_weights(weights_path: Path) -> tuple[dict[str, torch.Tensor], str | None]:
+    """The tensors of a safetensors file and the run id in its header (None if it has none).
+
+    Only safetensors is read: its header is JSON and its data raw numbers, so no file can run code when loaded.
+    """
     if not weights_path.is_file():
         raise CheckpointError(f"{weights_path}: missing; retrain the run (python -m lab sweep ...)")
     try:
         state = load_file(str(weights_path), device="cpu")
         with safe_open(str(weights_path), framework="pt") as f:  # the header names the config trained from
             trained_as = (f.metadata() or {}).get("run_id")
-    except (SafetensorError, OSError, ValueError) as error:
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
         raise CheckpointError(f"{weights_path}: not a readable safetensors file ({error}); it may be truncated or "
                               f"corrupt, retrain the run or restore the file") from None
-    if trained_as is not None and trained_as != run_id(config):
-        raise CheckpointError(f"{weights_path}: trained as {trained_as}, but {config_path} describes "
-                              f"{run_id(config)}; the config was edited after training")
-    model = build_model(config)
+    return state, trained_as
+
+
+def _check_tensors(state: dict[str, torch.Tensor], config: RunConfig, weights_path: Path, config_path: Path) -> None:
+    """Every tensor the config's model has, with its shape and dtype, and nothing else; all values finite.
+
+    The model is built on the meta device, so a config tampered into a huge net allocates nothing. Safetensors
+    has no checksum: a flipped bit inside the tensor data that leaves a finite number of the right type cannot be
+    told from a trained weight by any format check; only its effect on the metrics would show it.
+    """
     try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as error:
-        first = str(error).strip().splitlines()
-        raise CheckpointError(f"{weights_path}: does not match {config_path} ({' '.join(first[:3])})") from None
+        with torch.device("meta"):
+            expected = build_model(config).state_dict()
+    except ConfigError as error:  # e.g. a net that shrinks the image to nothing
+        raise CheckpointError(f"{config_path}: {error}") from None
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    if missing or unexpected:
+        what = "; ".join(part for part in (missing and f"missing {', '.join(missing[:3])}",
+                                           unexpected and f"unexpected {', '.join(unexpected[:3])}") if part)
+        raise CheckpointError(f"{weights_path}: its tensors do not match the model {config_path} describes "
+                              f"({what}); one of the files was changed, restore it or retrain the run")
+    for name, want in expected.items():
+        got = state[name]
+        if got.shape != want.shape:
+            raise CheckpointError(f"{weights_path}: {name} has shape {tuple(got.shape)}, but {config_path} makes "
+                                  f"it {tuple(want.shape)}; one of the files was changed, restore it or retrain")
+        if got.dtype != want.dtype:
+            raise CheckpointError(f"{weights_path}: {name} is {got.dtype}, expected {want.dtype}; restore the file")
     bad = [name for name, tensor in state.items() if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
     if bad:
-        raise CheckpointError(f"{weights_path}: non-finite values in {', '.join(bad[:3])}")
+        raise CheckpointError(f"{weights_path}: non-finite values in {', '.join(bad[:3])}; retrain the run or "
+                              f"restore the file")
+
+
+def load_checkpoint(folder: str | Path, device: torch.device | str = "cpu") -> Checkpoint:
+    """Load a finished run folder; raise CheckpointError naming the file when any part is missing or inconsistent."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CheckpointError(f"{folder}: no such run folder")
+    config_path, weights_path, metrics_path = folder / CONFIG_FILE, folder / WEIGHTS_FILE, folder / METRICS_FILE
+    try:
+        config = from_dict(_read_json(config_path))
+    except ConfigError as error:
+        raise CheckpointError(f"{config_path}: {error}; restore the file or retrain the run") from None
+    metrics = _read_json(metrics_path)
+    state, trained_as = _read_weights(weights_path)
+    if trained_as is None:  # train_run writes it into every header; without it the file is not the run's own
+        raise CheckpointError(f"{weights_path}: its header has no run_id (the lab writes one with every run's "
+                              f"weights); it was altered or comes from elsewhere, retrain the run or restore the file")
+    if trained_as != run_id(config):
+        raise CheckpointError(f"{weights_path}: trained as {trained_as}, but {config_path} describes "
+                              f"{run_id(config)}; the config was edited after training (or the header altered)")
+    if metrics.get("run_id", run_id(config)) != run_id(config):
+        raise CheckpointError(f"{metrics_path}: run_id {metrics['run_id']!r}, but {config_path} describes "
+                              f"{run_id(config)}; the files come from different runs")
+    headline = HEADLINE[config.task]
+    value = metrics.get(headline)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise CheckpointError(f"{metrics_path}: {headline}: expected a finite number, got {value!r}; retrain the "
+                              f"run or restore the file")
+    _check_tensors(state, config, weights_path, config_path)
+    model = build_model(config)
+    model.load_state_dict(state, strict=True)  # names, shapes and dtypes were checked above
     return Checkpoint(folder, config, metrics, model.to(device).eval())
 
 

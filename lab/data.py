@@ -1,10 +1,18 @@
-"""MNIST and Fashion-MNIST as in-memory uint8 tensors; seeded batches; batched random-affine augmentation."""
+"""MNIST and Fashion-MNIST from their IDX files into in-memory uint8 tensors; seeded batches; batched augmentation."""
 
+import contextlib
 import functools
+import gzip
 import math
+import os
+import shutil
+import tempfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.error import URLError
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -14,6 +22,13 @@ DATASET_INFO = {
     "fashion_mnist": ("FashionMNIST", 0.2860, 0.3530),
 }
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+# IDX headers: a big-endian magic (0x00 0x00, type 0x08 = unsigned byte, number of dimensions), then one
+# big-endian uint32 per dimension, then the data
+IMAGES_MAGIC, LABELS_MAGIC = 0x00000803, 0x00000801
+IMAGE_SIZE = 28
+SPLIT_SIZES = {"train": 60_000, "t10k": 10_000}  # both datasets have these counts
+MAX_IDX_BYTES = 16 + SPLIT_SIZES["train"] * IMAGE_SIZE * IMAGE_SIZE  # the largest file, train-images
+FIX = "delete it to download it again, or replace it with the original file"
 
 
 class DataError(RuntimeError):
@@ -56,27 +71,127 @@ def _missing_message(name: str, root: Path, error: Exception) -> str:
     )
 
 
+def _find(raw: Path, name: str) -> Path | None:
+    """raw/name, else raw/name.gz, else None."""
+    for path in (raw / name, raw / f"{name}.gz"):
+        if path.is_file():
+            return path
+    return None
+
+
+def _download(class_name: str, raw: Path, names: list[str]) -> None:
+    """Fetch the missing IDX files as torchvision's MNIST.download does (its mirrors and md5s), file by file.
+
+    Each file is downloaded and unpacked in a staging folder and renamed into raw/ only when whole, so a failed
+    or interrupted download leaves nothing half-written behind; folders made for it are removed again on failure.
+    """
+    import torchvision  # only a download needs it (slow to import); reading never does
+    from torchvision.datasets.utils import download_and_extract_archive
+
+    dataset_class = getattr(torchvision.datasets, class_name)
+    md5s = dict(dataset_class.resources)  # {"train-images-idx3-ubyte.gz": md5, ...}
+    made = [p for p in (raw, *raw.parents) if not p.exists()]
+    raw.mkdir(parents=True, exist_ok=True)
+    try:
+        for name in names:
+            staging = Path(tempfile.mkdtemp(dir=raw, prefix=f".{name}."))
+            try:
+                errors = []
+                for mirror in dataset_class.mirrors:
+                    try:
+                        download_and_extract_archive(f"{mirror}{name}.gz", download_root=str(staging),
+                                                     filename=f"{name}.gz", md5=md5s[f"{name}.gz"])
+                        break
+                    except (RuntimeError, URLError, OSError, EOFError) as error:
+                        errors.append(f"{mirror}: {error}")
+                else:
+                    raise DataError("; ".join(errors) or "no mirrors to download from")
+                os.replace(staging / name, raw / name)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+    except BaseException:
+        for folder in made:  # innermost first: leave the disk as it was
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+
+
+def _read_bytes(path: Path) -> tuple[np.ndarray, str]:
+    """The file (gunzipped if it ends in .gz) as a writable uint8 array, and its size in words.
+
+    It reads at most one byte past the largest MNIST file, so a huge file or a gzip bomb costs no more memory.
+    """
+    limit = MAX_IDX_BYTES + 1
+    if path.suffix != ".gz":
+        size = path.stat().st_size
+        return np.fromfile(path, dtype=np.uint8, count=min(size, limit)), f"{size:,} bytes"
+    try:
+        with gzip.open(path, "rb") as f:
+            data = np.frombuffer(bytearray(f.read(limit)), dtype=np.uint8)
+    except (OSError, EOFError, zlib.error) as error:  # BadGzipFile is an OSError
+        raise DataError(f"{path}: not a valid gzip file ({error}); {FIX}") from None
+    return data, f"{len(data):,} bytes unpacked" if len(data) < limit else f"over {MAX_IDX_BYTES:,} bytes unpacked"
+
+
+def read_idx(path: Path, magic: int, dims: tuple[int, ...]) -> torch.Tensor:
+    """An IDX file of unsigned bytes -> a uint8 tensor (N, *dims); DataError naming the file when it is not one."""
+    data, size = _read_bytes(path)
+    kind = "images" if magic == IMAGES_MAGIC else "labels"
+    header_size = 4 * (2 + len(dims))
+    if len(data) < header_size:
+        raise DataError(f"{path}: {size}, too short for an IDX header; {FIX}")
+    header = [int.from_bytes(data[i:i + 4].tobytes(), "big") for i in range(0, header_size, 4)]
+    found_magic, count, shape = header[0], header[1], tuple(header[2:])
+    if found_magic != magic:
+        other = {IMAGES_MAGIC: " (an images file)", LABELS_MAGIC: " (a labels file)"}.get(found_magic, "")
+        raise DataError(f"{path}: magic number 0x{found_magic:08x}{other}, expected 0x{magic:08x} for an IDX file "
+                        f"of {kind}; it is not the MNIST file of this name, {FIX}")
+    if shape != dims:
+        raise DataError(f"{path}: {kind} of {'x'.join(map(str, shape))}, expected {'x'.join(map(str, dims))}; {FIX}")
+    expected = header_size + count * math.prod(dims)
+    if len(data) != expected:
+        what = "truncated" if len(data) < expected else "has trailing bytes"
+        raise DataError(f"{path}: {what}: its header promises {count:,} {kind} ({expected:,} bytes) but it has "
+                        f"{size}; {FIX}")
+    return torch.from_numpy(data[header_size:]).view(count, *dims)  # (N, *dims), sharing the array's memory
+
+
+def _read_split(raw: Path, prefix: str) -> Split:
+    """The images and labels of one split (prefix train or t10k), checked against each other and MNIST's sizes."""
+    image_path, label_path = _find(raw, f"{prefix}-images-idx3-ubyte"), _find(raw, f"{prefix}-labels-idx1-ubyte")
+    images = read_idx(image_path, IMAGES_MAGIC, (IMAGE_SIZE, IMAGE_SIZE))  # (N, 28, 28) uint8
+    labels = read_idx(label_path, LABELS_MAGIC, ())  # (N,) uint8
+    if len(images) != len(labels):
+        raise DataError(f"{label_path}: {len(labels):,} labels, but {image_path} holds {len(images):,} images; "
+                        f"one of them is not the original file, {FIX}")
+    if len(labels) != SPLIT_SIZES[prefix]:
+        raise DataError(f"{label_path}: {len(labels):,} labels, expected {SPLIT_SIZES[prefix]:,} "
+                        f"(and as many images in {image_path.name}); {FIX}")
+    if len(labels) and labels.max().item() > 9:
+        raise DataError(f"{label_path}: label {labels.max().item()} out of range 0-9 (at index "
+                        f"{labels.argmax().item()}); {FIX}")
+    return Split(images.contiguous(), labels.long())
+
+
 @functools.lru_cache(maxsize=4)
 def load_dataset(name: str, root: str | Path) -> Dataset:
-    """Load a dataset once per process into uint8 tensors, downloading it into root if it is missing."""
-    import torchvision  # imported here: it is slow to import and only loading needs it
-
+    """Load a dataset once per process into uint8 tensors, downloading missing IDX files into root."""
     if name not in DATASET_INFO:
         raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASET_INFO)}")
     class_name, mean, std = DATASET_INFO[name]
     root = Path(root)
-    dataset_class = getattr(torchvision.datasets, class_name)
-    splits = []
-    for train in (True, False):
+    raw = root / class_name / "raw"
+    missing = [n for n in IDX_FILES if _find(raw, n) is None]
+    if missing:
         try:
-            ds = dataset_class(str(root), train=train, download=True)
-        except Exception as error:  # download (network) or parse errors: say what to do instead
+            _download(class_name, raw, missing)
+        except Exception as error:  # offline, a mirror down, a folder we may not write: say what to do instead
             raise DataError(_missing_message(name, root, error)) from error
-        images, labels = ds.data, ds.targets
-        if images.dtype != torch.uint8 or images.shape[1:] != (28, 28) or len(images) != len(labels):
-            raise DataError(f"{root / class_name / 'raw'}: unexpected {name} contents {tuple(images.shape)}")
-        splits.append(Split(images.contiguous(), labels.long()))
-    return Dataset(name, splits[0], splits[1], mean, std)
+    try:
+        train, test = _read_split(raw, "train"), _read_split(raw, "t10k")
+    except OSError as error:  # unreadable (permissions, a folder where a file should be)
+        raise DataError(f"{error.filename or raw}: cannot read ({error.strerror or error}); {FIX}") from None
+    return Dataset(name, train, test, mean, std)
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:

@@ -74,3 +74,30 @@ def test_fashion_mnist_loads_too(data_root):
     assert fashion.train.images.shape == (60000, 28, 28) and fashion.test.labels.shape == (10000,)
     assert sorted(fashion.test.labels.unique().tolist()) == list(range(10))
     assert abs(to_float(fashion.train.images[:10000]).mean().item() - fashion.mean) < 0.01
+
+
+def test_idx_reader_matches_torchvision(data_root):
+    """The lab's own IDX reader gives exactly torchvision's tensors (read without downloading)."""
+    if not (data_root / "MNIST" / "raw" / "t10k-images-idx3-ubyte").is_file():
+        pytest.skip("torchvision reads unpacked IDX files only; this data folder has .gz files")
+    load_dataset.cache_clear()
+    mnist = load_dataset("mnist", data_root)
+    for split, train in ((mnist.train, True), (mnist.test, False)):
+        reference = torchvision.datasets.MNIST(str(data_root), train=train, download=False)
+        assert torch.equal(split.images, reference.data) and torch.equal(split.labels, reference.targets)
+        assert split.images.is_contiguous() and split.labels.dtype == torch.int64
+
+
+def test_gzipped_idx_files_load_the_same(data_root, tmp_path):
+    import gzip
+
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                 "t10k-labels-idx1-ubyte"):
+        source = data_root / "MNIST" / "raw" / name
+        data = source.read_bytes() if source.is_file() else gzip.decompress(source.with_suffix(".gz").read_bytes())
+        (raw / f"{name}.gz").write_bytes(gzip.compress(data, 1))
+    packed, plain = load_dataset("mnist", tmp_path), load_dataset("mnist", data_root)
+    assert torch.equal(packed.test.images, plain.test.images) and torch.equal(packed.train.labels, plain.train.labels)
+    assert sorted(p.name for p in raw.iterdir()) == sorted(p.name for p in raw.glob("*.gz"))  # nothing unpacked
