@@ -34,6 +34,9 @@ class ExecutorError(RuntimeError):
 
 def import_ray():
     """The ray module, or ExecutorError saying how to install it."""
+    # Ray folds log lines that differ only in their numbers into one "[repeated 3x]": the epoch lines of different
+    # runs would vanish into each other. Its setting is read when ray is first imported.
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     try:
         import ray
     except ImportError as error:
