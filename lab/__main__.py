@@ -88,8 +88,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     for failure in failed:
         print(f"failed: {failure}", file=sys.stderr)
     if failed:
-        print(f"{len(failed)} runs failed (tables hold the runs that finished); fix the cause and run the same "
-              "command again to train them", file=sys.stderr)
+        print(f"{len(failed)} run{'s' * (len(failed) > 1)} failed (the tables hold the runs that finished); fix the "
+              "cause and run the same command again to train the rest", file=sys.stderr)
     return 1 if failed else 0
 
 

@@ -72,10 +72,11 @@ def train_task(cfg: RunConfig, expected_id: str, runs_dir: str, marker: str, dat
         raise RuntimeError(f"node {node}: its lab names this run {run_id(cfg)}, the driver's {expected_id}; "
                            "install the same version of the lab on every node")
     folder = Path(runs_dir)
-    if not (folder / marker).is_file() or not os.access(folder, os.W_OK):
-        raise RuntimeError(f"node {node} cannot reach the driver's run folders at {folder} "
-                           f"({'not writable' if folder.is_dir() else 'no such folder'} or not the same filesystem): "
-                           "put --runs-dir on a filesystem every node mounts at the same path (NFS, a bucket mount)")
+    if not folder.is_dir() or not (folder / marker).is_file() or not os.access(folder, os.W_OK):
+        why = ("no such folder here" if not folder.is_dir() else "a folder of that name, but not the driver's"
+               if not (folder / marker).is_file() else "not writable here")
+        raise RuntimeError(f"node {node} cannot reach the driver's run folders at {folder} ({why}): put --runs-dir "
+                           "on a filesystem every node mounts at the same path (NFS, a bucket mount)")
     torch.set_num_threads(cpus)  # the thread count changes the last digits of a CPU run: make it the run's cpus
     device = torch.device(device or ("cuda" if gpus > 0 else "cpu"))  # Ray shows a task only the GPUs it was given
     # epoch lines reach the driver's terminal under Ray's "(train <run id> pid=...)" prefix; no progress bars
