@@ -105,6 +105,18 @@ def plan(sweeps: list[Sweep], runs_dir: Path, cpus: int | None, gpus: float | No
     return list(jobs.values())
 
 
+def check_reachable(address: str, timeout: float = 10.0) -> None:
+    """Fail fast when nothing answers at a HOST:PORT or ray://HOST:PORT address (Ray itself retries for minutes)."""
+    host, sep, port = address.split("://", 1)[-1].rpartition(":")
+    if not sep or not port.isdigit():  # "auto" and the like: Ray finds the cluster and fails quickly by itself
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as error:
+        raise ExecutorError(f"--address {address}: nothing answers at {host}:{port} ({error}); is `ray start --head` "
+                            "running there, and the port open from here?") from None
+
+
 def start_ray(ray, address: str | None) -> bool:
     """Join the cluster at address, or start a local instance on this machine's cores; True when started here."""
     if ray.is_initialized():  # a caller (a test, a notebook) set Ray up already: use it as it is
@@ -112,15 +124,18 @@ def start_ray(ray, address: str | None) -> bool:
     if not sys.stdout.isatty():
         os.environ.setdefault("RAY_COLOR_PREFIX", "0")  # no colour codes in the prefixes of logs written to files
     quiet = {"include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": True}
+    if address:
+        check_reachable(address)
     try:
         if address:
             ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
         else:
-            ray.init(num_cpus=os.cpu_count(), **quiet)
+            # "local": a fresh instance even where `ray start` left a cluster (ray.init() alone would join that)
+            ray.init(address="local", num_cpus=os.cpu_count(), **quiet)
     except (ConnectionError, RuntimeError, ValueError) as error:
         where = f"the Ray cluster at {address}" if address else "a local Ray instance"
-        raise ExecutorError(f"cannot start or join {where}: {error}. Start a cluster with `ray start --head`, "
-                            "or leave out --address to run on this machine") from None
+        raise ExecutorError(f"cannot start or join {where}: {str(error).rstrip('.')}. Start a cluster with "
+                            "`ray start --head`, or leave out --address to run on this machine") from None
     return True
 
 
@@ -151,11 +166,11 @@ def run_on_ray(sweeps: list[Sweep], runs_dir: Path, datasets: dict[str, Dataset]
         return []  # nothing to train: no need to start Ray
     ray = import_ray()
     started_here = start_ray(ray, address)
-    runs_dir.mkdir(parents=True, exist_ok=True)
     marker = runs_dir / f"{MARKER_PREFIX}{uuid.uuid4().hex}"
-    marker.write_text(f"{node_name()}\n")
     try:
         check_fits(ray, jobs, local=started_here and not address, log=log)
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        marker.write_text(f"{node_name()}\n")
         return _submit_and_wait(ray, jobs, runs_dir, marker.name, datasets, device, precision, log)
     finally:
         marker.unlink(missing_ok=True)

@@ -213,6 +213,14 @@ def test_executor_options_that_cannot_apply_are_refused(options, message, tiny_s
     assert not (tmp_path / "runs").exists()
 
 
+def test_an_address_where_nothing_answers_fails_at_once(tiny_sweep, tmp_path, data_root, capsys):
+    status = main(["sweep", str(tiny_sweep), "--executor", "ray", "--address", "127.0.0.1:1", "--runs-dir",
+                   str(tmp_path / "runs"), "--results-dir", str(tmp_path / "results"), "--data-dir", str(data_root)])
+    err = capsys.readouterr().err
+    assert status == 2 and "--address 127.0.0.1:1: nothing answers at 127.0.0.1:1" in err and "ray start --head" in err
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "results").exists()
+
+
 def test_without_ray_the_message_says_how_to_install_it(tiny_sweep, tmp_path, data_root, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError, as where it is missing
     status = main(["sweep", str(tiny_sweep), "--executor", "ray", "--runs-dir", str(tmp_path / "runs"),
