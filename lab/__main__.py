@@ -230,8 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                "a run's numbers repeat exactly at the same thread count")
     p.add_argument("--executor", choices=("local", "ray"), default="local",
                    help="local (default): one run after another here; ray: every run a Ray task")
-    p.add_argument("--address", help="Ray cluster to join, e.g. auto or ray://HEAD:10001 "
-                                     "(default: start Ray on this machine's cores)")
+    p.add_argument("--address", help="Ray cluster to join: auto (the one `ray start` joined here) or HEAD:6379 "
+                                     "(default: start Ray on this machine's cores for the sweep)")
     p.add_argument("--cpus-per-run", type=int, help="Ray: CPUs (and torch threads) per run, instead of the "
                                                     "sweep files' [resources] cpus (default 1)")
     p.add_argument("--gpus-per-run", type=float, help="Ray: GPUs per run, e.g. 0.25 to share one, instead of "

@@ -119,19 +119,19 @@ def check_reachable(address: str, timeout: float = 10.0) -> None:
 
 def start_ray(ray, address: str | None) -> bool:
     """Join the cluster at address, or start a local instance on this machine's cores; True when started here."""
+    if address:
+        check_reachable(address)
     if ray.is_initialized():  # a caller (a test, a notebook) set Ray up already: use it as it is
         return False
     if not sys.stdout.isatty():
         os.environ.setdefault("RAY_COLOR_PREFIX", "0")  # no colour codes in the prefixes of logs written to files
-    quiet = {"include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": True}
-    if address:
-        check_reachable(address)
+    quiet = {"logging_level": logging.WARNING, "log_to_driver": True}  # Ray's own INFO lines off; tasks' lines on
     try:
         if address:
-            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
+            ray.init(address=address, **quiet)
         else:
             # "local": a fresh instance even where `ray start` left a cluster (ray.init() alone would join that)
-            ray.init(address="local", num_cpus=os.cpu_count(), **quiet)
+            ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, **quiet)
     except (ConnectionError, RuntimeError, ValueError) as error:
         where = f"the Ray cluster at {address}" if address else "a local Ray instance"
         raise ExecutorError(f"cannot start or join {where}: {str(error).rstrip('.')}. Start a cluster with "
