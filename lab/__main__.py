@@ -9,6 +9,7 @@ from lab import paths
 from lab.checkpoints import CheckpointError
 from lab.config import ConfigError, apply_overrides, default_config, run_id
 from lab.data import DataError, load_dataset
+from lab.executors import ExecutorError
 from lab.hub import DEMO_DIR, HubError
 from lab.sweep import DEFAULT_PROFILE, SweepError, datasets_for, load_sweeps, run_sweep, train_run
 
@@ -38,20 +39,59 @@ def parse_assignment(text: str) -> tuple[str, object]:
         return key.strip(), value
 
 
+def set_threads(threads: int | None) -> None:
+    """torch's CPU threads for this process (None: torch's default); results match only at equal thread counts."""
+    if threads is not None:
+        if threads < 1:
+            raise ConfigError(f"--threads: must be >= 1, got {threads}")
+        import torch
+        torch.set_num_threads(threads)
+
+
+def check_executor_options(args: argparse.Namespace) -> None:
+    """Refuse bad numbers, and options the chosen executor would silently ignore, before any data is loaded."""
+    from lab.executors import resources_with
+    from lab.sweep import Resources
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError(f"--threads: must be >= 1, got {args.threads}")
+    resources_with(Resources(), args.cpus_per_run, args.gpus_per_run)
+    if args.executor == "ray" and args.threads is not None:
+        raise ExecutorError("--threads is for the local executor; a Ray run trains with its resources.cpus "
+                            "threads (set them with [resources] cpus or --cpus-per-run)")
+    ray_only = [f"--{k.replace('_', '-')}" for k in ("address", "cpus_per_run", "gpus_per_run")
+                if getattr(args, k) is not None]
+    if args.executor == "local" and ray_only:
+        raise ExecutorError(f"{ray_only[0]} is for --executor ray")
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
+    check_executor_options(args)
     sweeps = load_sweeps(args.files, args.profile)  # every file validated before anything runs
     runs_dir = paths.runs_dir(args.runs_dir)
     results_dir = paths.results_dir(args.results_dir)
     datasets = datasets_for([r for s in sweeps for r in s.runs], paths.data_dir(args.data_dir))
     from lab.results import summary, write_tables
     from lab.train import pick_device
-    device = pick_device(args.device)
+    failed: list[str] = []
+    if args.executor == "ray":
+        from lab.executors import run_on_ray
+        failed = run_on_ray(sweeps, runs_dir, datasets, args.address, args.device, args.precision,
+                            args.cpus_per_run, args.gpus_per_run)
+    else:
+        set_threads(args.threads)
+        device = pick_device(args.device)
     for sweep in sweeps:
-        run_sweep(sweep, runs_dir, datasets, device, progress=not args.no_progress, precision=args.precision)
+        if args.executor == "local":
+            run_sweep(sweep, runs_dir, datasets, device, progress=not args.no_progress, precision=args.precision)
         written = write_tables(sweep, runs_dir, results_dir)
         if written:
             print(f"{sweep.name}: {summary(written[0])}\n  table: {written[1]}")
-    return 0
+    for failure in failed:
+        print(f"failed: {failure}", file=sys.stderr)
+    if failed:
+        print(f"{len(failed)} run{'s' * (len(failed) > 1)} failed (the tables hold the runs that finished); fix the "
+              "cause and run the same command again to train the rest", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -60,6 +100,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from lab.models import build_model
     from lab.train import pick_device
     build_model(cfg)  # impossible shapes fail before data loading
+    set_threads(args.threads)
     dataset = load_dataset(cfg.data.dataset, paths.data_dir(args.data_dir))
     runs_dir = paths.runs_dir(args.runs_dir)
     print(f"run {run_id(cfg)} -> {runs_dir / run_id(cfg)}")
@@ -221,6 +262,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default=DEFAULT_PROFILE, help="profile in the file, e.g. full (default: default)")
     p.add_argument("--results-dir", help="tables (default: LAB_RESULTS_DIR or experiments/results)")
     _common(p)
+    p.add_argument("--threads", type=int, help="torch threads (local executor; default: torch's default); "
+                                               "a run's numbers repeat exactly at the same thread count")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="local (default): one run after another here; ray: every run a Ray task")
+    p.add_argument("--address", help="Ray cluster to join: auto (the one `ray start` joined here) or HEAD:6379 "
+                                     "(default: start Ray on this machine's cores for the sweep)")
+    p.add_argument("--cpus-per-run", type=int, help="Ray: CPUs (and torch threads) per run, instead of the "
+                                                    "sweep files' [resources] cpus (default 1)")
+    p.add_argument("--gpus-per-run", type=float, help="Ray: GPUs per run, e.g. 0.25 to share one, instead of "
+                                                      "[resources] gpus (default 0)")
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("train", help="train one run from KEY=VALUE settings",
@@ -228,6 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "model.latent_dim=8 train.epochs=2, or model.preset=simple_cnn train.lr=0.003.")
     p.add_argument("assignments", nargs="*", metavar="KEY=VALUE")
     _common(p)
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's default); "
+                                               "a run's numbers repeat exactly at the same thread count")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("results", help="rebuild result tables from run folders",
@@ -310,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.reconfigure(line_buffering=True)  # progress lines show up at once in logs and pipes too
     try:
         return args.func(args)
-    except (ConfigError, SweepError, DataError, HubError, CheckpointError) as error:
+    except (ConfigError, SweepError, DataError, HubError, CheckpointError, ExecutorError) as error:
         print(f"error: {error}", file=sys.stderr)
         return USAGE_ERROR
     except KeyboardInterrupt:

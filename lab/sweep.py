@@ -32,8 +32,9 @@ from lab.models import build_model
 from lab.resume import RESUME_FILE
 from lab.train import environment, fit
 
-SWEEP_KEYS = {"name", "task", "description", "base", "grid", "profiles"}
-PROFILE_KEYS = {"description", "base", "grid"}
+SWEEP_KEYS = {"name", "task", "description", "base", "grid", "profiles", "resources"}
+PROFILE_KEYS = {"description", "base", "grid", "resources"}
+RESOURCE_KEYS = ("cpus", "gpus")
 DEFAULT_PROFILE = "default"
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 # the files of a run folder; metrics.json is written last, and its presence means the run is done. While a run
@@ -60,6 +61,44 @@ class SweepRun:
 
 
 @dataclass(frozen=True)
+class Resources:
+    """What one run asks a Ray cluster for; how a run is computed, not what it is, so never part of its id."""
+
+    cpus: int = 1  # CPU cores, and the torch threads the run trains with
+    gpus: float = 0.0  # GPUs; a fraction (0.25) lets small models share one
+
+
+def check_resources(cpus: Any, gpus: Any) -> Resources:
+    """Resources from raw values, or ValueError saying which key is wrong and why."""
+    if isinstance(cpus, bool) or not isinstance(cpus, int):
+        raise ValueError(f"cpus: expected an integer, got {cpus!r}")
+    if cpus < 1:
+        raise ValueError(f"cpus: must be >= 1, got {cpus}")
+    if isinstance(gpus, bool) or not isinstance(gpus, int | float):
+        raise ValueError(f"gpus: expected a number, got {gpus!r}")
+    if not (0 <= gpus < float("inf")):  # also catches nan
+        raise ValueError(f"gpus: must be a number >= 0, got {gpus}")
+    if gpus > 1 and gpus != int(gpus):  # Ray shares a GPU between runs, never splits runs across part-GPUs
+        raise ValueError(f"gpus: a share of one GPU (0 to 1) or a whole number of GPUs, got {gpus}")
+    return Resources(cpus, float(gpus))
+
+
+def _resources(value: Any, where: str, inherited: Resources, fail: Callable[[str], SweepError]) -> Resources:
+    """A [resources] table on top of the inherited values; errors name `where`.key."""
+    if value is None:
+        return inherited
+    if not isinstance(value, dict):
+        raise fail(f"{where}: must be a table [{where}] with cpus and gpus")
+    unknown = set(value) - set(RESOURCE_KEYS)
+    if unknown:
+        raise fail(f"{where}.{sorted(unknown)[0]}: unknown key (allowed: {', '.join(RESOURCE_KEYS)})")
+    try:
+        return check_resources(value.get("cpus", inherited.cpus), value.get("gpus", inherited.gpus))
+    except ValueError as error:
+        raise fail(f"{where}.{error}") from None
+
+
+@dataclass(frozen=True)
 class Sweep:
     name: str
     task: str
@@ -68,6 +107,7 @@ class Sweep:
     profile: str
     profiles: tuple[str, ...]
     runs: tuple[SweepRun, ...]
+    resources: Resources = Resources()  # per run, for the Ray executor; the chosen profile's, else the file's
 
     def unique_runs(self) -> list[SweepRun]:
         """Each distinct config once (one config may stand in several groups)."""
@@ -168,6 +208,7 @@ def load_sweep(path: str | Path, profile: str = DEFAULT_PROFILE) -> Sweep:
         raise fail("base.task: the task is set once, at the top of the file")
 
     expanded = {DEFAULT_PROFILE: _expand(path, task, flat_base, doc.get("grid"), "grid", "base")}
+    resources = {DEFAULT_PROFILE: _resources(doc.get("resources"), "resources", Resources(), fail)}
     for pname, prof in profiles.items():
         where = f"profiles.{pname}"
         if not NAME_PATTERN.match(pname):
@@ -180,9 +221,11 @@ def load_sweep(path: str | Path, profile: str = DEFAULT_PROFILE) -> Sweep:
         prof_base = flat_base | flatten(prof.get("base", {}))
         expanded[pname] = _expand(path, task, prof_base, prof.get("grid", doc.get("grid")), f"{where}.grid",
                                   f"{where}.base")
+        resources[pname] = _resources(prof.get("resources"), f"{where}.resources", resources[DEFAULT_PROFILE], fail)
     if profile not in expanded:
         raise fail(f"no profile {profile!r} (this file has: {', '.join(expanded)})")
-    return Sweep(name, task, description, path, profile, tuple(expanded), tuple(expanded[profile]))
+    return Sweep(name, task, description, path, profile, tuple(expanded), tuple(expanded[profile]),
+                 resources[profile])
 
 
 def load_sweeps(paths: list[str | Path], profile: str = DEFAULT_PROFILE) -> list[Sweep]:
