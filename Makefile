@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PROFILE ?= default
 SWEEPS ?= experiments/cnn_hparams.toml experiments/cnn_ablations.toml experiments/autoencoder.toml
+SWEEP_ARGS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help install experiments results test lint clean clean-runs
@@ -12,6 +13,7 @@ SWEEPS ?= experiments/cnn_hparams.toml experiments/cnn_ablations.toml experiment
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 	@echo "  variables: PROFILE=$(PROFILE) (or full), LAB_DATA_DIR=folder with MNIST/raw, LAB_RUNS_DIR, PYTHON=$(PYTHON)"
+	@echo "             SWEEP_ARGS='--executor ray --address auto' (make experiments on a Ray cluster)"
 
 install: $(STAMP) ## create .venv and install the lab with its dev tools
 
@@ -23,7 +25,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 experiments: install ## train the sweeps in experiments/ (PROFILE=default) into runs and tables; resumes if stopped
-	$(PY) -m lab sweep $(SWEEPS) --profile $(PROFILE)
+	$(PY) -m lab sweep $(SWEEPS) --profile $(PROFILE) $(SWEEP_ARGS)
 
 results: install ## rebuild experiments/results/*.csv from the run folders
 	$(PY) -m lab results --profile $(PROFILE)

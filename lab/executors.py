@@ -218,7 +218,7 @@ def _submit_and_wait(ray, jobs: list[Job], runs_dir: Path, marker: str, datasets
             log(f"{head}  done: {headline}  train_seconds {metrics['train_seconds']:.1f}  on {node}")
     except KeyboardInterrupt:
         for ref in pending:
-            ray.cancel(ref, force=True)  # a cancelled run left no metrics.json, so a rerun trains it again
+            ray.cancel(ref, force=True)  # no metrics.json yet: a rerun resumes it from its last epoch checkpoint
         raise
     log(f"Ray: trained {len(jobs) - len(failed)} of {len(jobs)} runs in {time.perf_counter() - started:.0f} s"
         + (f"; {len(failed)} failed" if failed else ""))

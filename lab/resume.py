@@ -4,7 +4,7 @@ The file (RESUME_FILE in the run folder) holds tensors as safetensors entries: t
 included) under "model/", the optimiser's state tensors under "optimizer/<param index>/<name>", and the random
 number generators' states under "rng/". Everything else (epoch, history, seconds, optimiser hyperparameters, the
 learning-rate schedule's state) is JSON in the safetensors metadata, under the key "lab_resume". It is written
-atomically after every epoch and never read with pickle.
+atomically after every epoch: safetensors and JSON only, no pickle.
 """
 
 import copy
