@@ -474,6 +474,10 @@ def bench_load(clients: int, requests: int, log) -> list[dict]:
              n=everything["n"], note="high: the slowest request"),
         _row(section, name, "requests_per_s", summary["requests_per_second"], "requests/s", n=n,
              note=f"{summary['wall_seconds']:.1f} s wall for all requests"),
+        _row(section, name, "server_cpu_ms_per_request", summary["server_cpu_ms_per_request"], "ms", n=n,
+             note="the app's CPU time (all its threads) over the requests: what one request costs the server"),
+        _row(section, name, "client_cpu_ms_per_request", summary["client_cpu_ms_per_request"], "ms", n=n,
+             note="the load generator's own CPU time (gradio_client), on the same cores as the app"),
         _row(section, name, "classify_accuracy", summary["classify_accuracy"], "fraction",
              n=summary["endpoints"]["classify"]["n"], note="real MNIST test digits drawn on the 280 px canvas"),
     ]

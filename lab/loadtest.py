@@ -219,8 +219,20 @@ def format_summary(summary: dict) -> str:
     for name, stats in summary["endpoints"].items():
         lines.append(f"  {name:>11}: n {stats['n']:4d}  p50 {stats['p50_ms']:7.1f} ms  p95 {stats['p95_ms']:7.1f} ms"
                      f"  max {stats['max_ms']:7.1f} ms")
+    if "server_cpu_ms_per_request" in summary:
+        lines.append(f"  CPU per request: server {summary['server_cpu_ms_per_request']:.1f} ms, clients "
+                     f"{summary['client_cpu_ms_per_request']:.1f} ms")
     lines += [f"  error: {e}" for e in summary["error_examples"]]
     return "\n".join(lines)
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds a process has used so far (Linux /proc), or None where that cannot be read."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15)
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def load_test(clients: int = CLIENTS, requests: int = REQUESTS, url: str | None = None, seed: int = 0,
@@ -234,11 +246,19 @@ def load_test(clients: int = CLIENTS, requests: int = REQUESTS, url: str | None 
             proc, url = start_app(log_path, *app_args)
         try:
             log(f"{clients} clients x {requests} requests ({', '.join(f'{n} {w:.0%}' for n, w in MIX)}) -> {url}")
+            # CPU time of the server and of the clients (this process), to tell the app's cost from the load
+            # generator's when both share one machine
+            server0, client0 = process_cpu_seconds(proc.pid) if proc else None, time.process_time()
             calls, wall = run_load(url, clients, requests, seed, log)
+            server1, client1 = process_cpu_seconds(proc.pid) if proc else None, time.process_time()
         finally:
             if proc is not None:
                 stop_app(proc)
     summary = summarize(calls, wall, clients, requests)
+    n = max(1, len(calls))
+    summary["server_cpu_ms_per_request"] = (1000 * (server1 - server0) / n if server0 is not None
+                                            and server1 is not None else float("nan"))
+    summary["client_cpu_ms_per_request"] = 1000 * (client1 - client0) / n
     summary["calls"] = [asdict(c) for c in calls]
     return summary
 

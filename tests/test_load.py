@@ -30,18 +30,18 @@ def app_url(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_twenty_clients_fifty_requests_each_without_an_error(app_url):
-    calls, wall = loadtest.run_load(app_url, clients=loadtest.CLIENTS, requests=loadtest.REQUESTS, seed=0,
-                                    log=lambda _: None)
-    summary = loadtest.summarize(calls, wall, loadtest.CLIENTS, loadtest.REQUESTS)
+def test_twenty_clients_fifty_requests_each_without_an_error():
+    summary = loadtest.load_test(loadtest.CLIENTS, loadtest.REQUESTS, seed=0, log=lambda _: None)  # starts the app
     print("\n" + loadtest.format_summary(summary))  # the figures, in the test log
-    assert summary["requests"] == 20 * 50
+    calls = summary["calls"]
+    assert summary["requests"] == len(calls) == 20 * 50
     assert summary["errors"] == 0, summary["error_examples"]
-    assert {c.client for c in calls} == set(range(20))  # every client took part
+    assert {c["client"] for c in calls} == set(range(20))  # every client took part
     for endpoint, _ in loadtest.MIX:  # the mix reached every endpoint, each answered and timed
         stats = summary["endpoints"][endpoint]
         assert stats["n"] > 50 and 0 < stats["p50_ms"] <= stats["p95_ms"] <= stats["max_ms"]
     assert summary["classify_accuracy"] >= 0.95  # answers under load are right, not just fast
+    assert summary["server_cpu_ms_per_request"] > 0 and summary["client_cpu_ms_per_request"] > 0
 
 
 def test_summary_counts_errors_and_ranks_latencies():
