@@ -553,7 +553,11 @@ def keep_other_sections(out: Path, rows: list[dict], trials: list[dict], section
     if kept.empty:
         return rows, trials
     env["kept_sections"] = sorted(set(kept["section"]))
-    env["kept_from"] = {k: (old_env or {}).get(k) for k in ("date", "cpu", "device", "threads")}
+    old_env = old_env or {}
+    if old_env.get("kept_from") and set(env["kept_sections"]) <= set(old_env.get("kept_sections", [])):
+        env["kept_from"] = old_env["kept_from"]  # those rows were already kept from an older run: name that one
+    else:
+        env["kept_from"] = {k: old_env.get(k) for k in ("date", "cpu", "device", "threads")}
     kept_rows = [{k: (None if pd.isna(v) else v) for k, v in row.items()} for row in kept.to_dict("records")]
     kept_trials = [] if old_trials is None else old_trials[~old_trials["section"].isin(ran)].to_dict("records")
     order = {s: i for i, s in enumerate(("accuracy", "baseline", "ratio", "throughput", "latency", "load",

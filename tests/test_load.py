@@ -81,3 +81,14 @@ def test_bench_keeps_the_sections_it_did_not_run(tmp_path):
                                              [], ["load"], env)
     assert [(r["section"], r["value"]) for r in rows] == [("latency", 2.0), ("load", 80.0)]  # old load row replaced
     assert [t["section"] for t in trials] == ["accuracy"] and env["kept_sections"] == ["latency"]
+
+
+def test_bench_names_the_run_the_kept_rows_came_from(tmp_path):
+    out = tmp_path / "benchmark.csv"
+    bench.write_results(out, [bench._row("latency", "x", "classify_ms_p50", 2.0, "ms")], [], {"date": "first"})
+    for date in ("second", "third"):  # two partial runs of the load section after a full run
+        env = {"date": date}
+        rows, trials = bench.keep_other_sections(out, [bench._row("load", "y", "errors", 0, "requests")], [],
+                                                 ["load"], env)
+        bench.write_results(out, rows, trials, env)
+        assert env["kept_from"]["date"] == "first"
