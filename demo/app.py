@@ -23,9 +23,10 @@ import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
+from PIL import Image, UnidentifiedImageError  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 
-from lab.canvas import CanvasError, canvas_to_mnist, mnist_to_canvas  # noqa: E402
+from lab.canvas import CanvasError, canvas_to_mnist, check_size, mnist_to_canvas  # noqa: E402
 from lab.checkpoints import Checkpoint, CheckpointError, find_checkpoints, load_checkpoint  # noqa: E402
 
 DEFAULT_CHECKPOINTS = HERE / "checkpoints"
@@ -119,6 +120,46 @@ def _digit(canvas: object, what: str = "drawing") -> torch.Tensor:
         raise gr.Error(f"{what[0].upper()}{what[1:]}: {error}") from None
 
 
+def check_upload(path: str) -> None:
+    """gr.Error unless the file is an image of a size the lab reads; only its header is read, nothing decoded."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except Image.DecompressionBombError:  # a small file that would decode to hundreds of millions of pixels
+        raise gr.Error("Drawing: the image is far too large; use a canvas between 8 and 2,048 pixels a side.") \
+            from None
+    except (UnidentifiedImageError, OSError, ValueError):
+        raise gr.Error("Drawing: the upload is not an image; draw on the canvas, or upload a PNG or JPEG.") from None
+    try:
+        check_size(height, width)
+    except CanvasError as error:
+        raise gr.Error(f"Drawing: {error}") from None
+
+
+class DrawingPad(gr.Sketchpad):
+    """The Sketchpad, whose uploads are checked before Gradio decodes them: a message for the user, never an
+    opaque error, and no image of millions of pixels decoded only to be refused."""
+
+    def get_block_name(self) -> str:
+        return "imageeditor"  # the frontend component of gr.Sketchpad; this class changes the server side only
+
+    def get_block_class(self) -> str:
+        return "imageeditor"
+
+    def preprocess(self, payload):
+        if payload is not None:
+            for part in [payload.background, payload.composite, *(payload.layers or [])]:
+                if getattr(part, "path", None):
+                    check_upload(part.path)
+        try:
+            return super().preprocess(payload)
+        except gr.Error:
+            raise
+        except Exception as error:  # anything the decoder still refuses: say so rather than "an exception"
+            raise gr.Error(f"Drawing: the image could not be read ({type(error).__name__}); draw on the canvas, "
+                           "or upload a PNG or JPEG.") from None
+
+
 def build_demo(models: Models, examples: dict[int, torch.Tensor] | None = None) -> gr.Blocks:
     """The Gradio app: Classify, Interpolate and Reconstruct tabs over the loaded checkpoints."""
     examples = load_examples() if examples is None else examples
@@ -179,10 +220,10 @@ def build_demo(models: Models, examples: dict[int, torch.Tensor] | None = None) 
         canvas = mnist_to_canvas(examples[digit][index], CANVAS_SIDE)
         return {"background": canvas, "layers": [], "composite": canvas}, counts
 
-    def sketchpad(label: str) -> gr.Sketchpad:
-        return gr.Sketchpad(label=label, canvas_size=(CANVAS_SIDE, CANVAS_SIDE), image_mode="L", type="numpy",
-                            brush=gr.Brush(colors=["#000000"], color_mode="fixed", default_size=BRUSH_RADIUS),
-                            layers=False, transforms=(), height=CANVAS_SIDE + 120)
+    def sketchpad(label: str) -> DrawingPad:
+        return DrawingPad(label=label, canvas_size=(CANVAS_SIDE, CANVAS_SIDE), image_mode="L", type="numpy",
+                          brush=gr.Brush(colors=["#000000"], color_mode="fixed", default_size=BRUSH_RADIUS),
+                          layers=False, transforms=(), height=CANVAS_SIDE + 120)
 
     def example_buttons(pad: gr.Sketchpad, then=None) -> None:
         if not examples:

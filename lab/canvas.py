@@ -67,6 +67,13 @@ def _as_float(array: np.ndarray) -> np.ndarray:
     raise CanvasError(f"unsupported pixel type {array.dtype}; send uint8 (0-255) or float (0-1) pixels")
 
 
+def check_size(height: int, width: int) -> None:
+    """CanvasError unless an image of this size is a canvas the lab reads (MIN_SIDE to MAX_SIDE pixels a side)."""
+    if min(height, width) < MIN_SIDE or max(height, width) > MAX_SIDE:
+        raise CanvasError(f"the image is {width}x{height} pixels; use a canvas between {MIN_SIDE} and "
+                          f"{MAX_SIDE} pixels on each side (the demo's canvas is 280x280)")
+
+
 def _brightness(image: object) -> np.ndarray:
     """An image (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) -> brightness (H, W) in [0, 1], transparent = white paper."""
     if hasattr(image, "convert") and hasattr(image, "size"):  # a PIL image, without importing PIL here
@@ -79,10 +86,7 @@ def _brightness(image: object) -> np.ndarray:
         image = image[:, :, 0]
     if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
         raise CanvasError(f"unsupported image shape {image.shape}; expected (H, W), (H, W, 3) or (H, W, 4)")
-    height, width = image.shape[:2]
-    if min(height, width) < MIN_SIDE or max(height, width) > MAX_SIDE:
-        raise CanvasError(f"the image is {width}x{height} pixels; use a canvas between {MIN_SIDE} and "
-                          f"{MAX_SIDE} pixels on each side (the demo's canvas is 280x280)")
+    check_size(*image.shape[:2])
     pixels = _as_float(image)
     if pixels.ndim == 2:
         return pixels

@@ -128,6 +128,26 @@ def test_bad_drawings_get_a_message_not_a_traceback(client, tmp_path, pixels, me
         assert "Traceback" not in str(caught.value)
 
 
+def test_uploads_that_are_not_drawings_get_a_message(client, tmp_path):
+    """Whatever is uploaded in place of a drawing: a sentence that says what to send, and the app carries on."""
+    garbage = tmp_path / "garbage.png"
+    garbage.write_bytes(b"\x89PNG\r\n\x1a\n" + np.random.default_rng(0).bytes(10_000))  # a PNG signature only
+    text = tmp_path / "digit.txt"
+    text.write_text("seven")
+    huge = tmp_path / "huge.png"  # 12,000 px a side, 200 kB: decoding it would take 144 MB
+    Image.new("L", (12_000, 12_000), 255).save(huge, optimize=True)
+    bomb = tmp_path / "bomb.png"  # past Pillow's decompression-bomb limit
+    Image.new("1", (20_000, 20_000), 1).save(bomb)
+    cases = [(garbage, "not an image"), (text, "not an image"), (huge, "12000x12000 pixels"), (bomb, "far too large")]
+    for path, message in cases:
+        assert path.stat().st_size < 2 * 1024 * 1024  # under the upload limit: the app itself must refuse it
+        with pytest.raises(AppError, match=message) as caught:
+            client.predict(pad(path), None, api_name="/classify")
+        assert "Traceback" not in str(caught.value)
+    seven = save(tmp_path, "seven", mnist_to_canvas(demo_app.load_examples()[7][0]))
+    assert client.predict(seven, None, api_name="/classify")[1]["label"] == "7"  # still serving
+
+
 def test_bad_steps_are_refused(client, tmp_path):
     blank = save(tmp_path, "blank", np.full((280, 280), 255, np.uint8))
     with pytest.raises(AppError, match="greater than maximum value 16"):
