@@ -7,11 +7,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import math  # noqa: E402
 import sys  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from lab import bench, loadtest  # noqa: E402
+from lab.canvas import mnist_to_canvas  # noqa: E402
+from lab.checkpoints import Checkpoint  # noqa: E402
 
 pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
@@ -92,3 +97,44 @@ def test_bench_names_the_run_the_kept_rows_came_from(tmp_path):
                                                  ["load"], env)
         bench.write_results(out, rows, trials, env)
         assert env["kept_from"]["date"] == "first"
+
+
+def test_a_full_queue_refuses_with_a_message_and_recovers(monkeypatch, tmp_path):
+    """More requests at once than the queue holds: the extra ones are told the queue is full; the app keeps serving."""
+    monkeypatch.setattr(demo_app, "MAX_QUEUE", 3)
+    models = demo_app.load_models(loadtest.SHIPPED)
+    fast = Checkpoint.probabilities
+
+    def probabilities(self, images):  # each request holds its worker for a while, so the queue fills
+        time.sleep(0.4)
+        return fast(self, images)
+
+    monkeypatch.setattr(Checkpoint, "probabilities", probabilities)
+    demo = demo_app.build_demo(models)
+    demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
+    try:
+        path = tmp_path / "seven.png"
+        Image.fromarray(mnist_to_canvas(demo_app.load_examples()[7][0])).save(path)
+        drawing = {"background": None, "layers": [], "composite": handle_file(str(path))}
+        clients = [Client(demo.local_url, verbose=False) for _ in range(10)]
+        answers: list[str] = []
+
+        def ask(client: Client) -> None:
+            try:
+                answers.append(client.predict(drawing, None, api_name="/classify")[1]["label"])
+            except Exception as error:  # the refusal is what is tested
+                answers.append(str(error))
+
+        threads = [threading.Thread(target=ask, args=(c,)) for c in clients]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        served = [a for a in answers if a == "7"]
+        print(f"\n10 at once, queue of {demo_app.MAX_QUEUE}: {answers}")
+        refused = [a for a in answers if "queue is full" in a.lower()]
+        assert len(answers) == 10 and len(served) + len(refused) == 10, answers
+        assert refused and len(served) >= demo_app.CONCURRENCY  # some refused, the rest answered right
+        assert clients[0].predict(drawing, None, api_name="/classify")[1]["label"] == "7"  # and it carries on
+    finally:
+        demo.close()
