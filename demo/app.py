@@ -136,28 +136,26 @@ def check_upload(path: str) -> None:
         raise gr.Error(f"Drawing: {error}") from None
 
 
-class DrawingPad(gr.Sketchpad):
-    """The Sketchpad, whose uploads are checked before Gradio decodes them: a message for the user, never an
-    opaque error, and no image of millions of pixels decoded only to be refused."""
+def checked_preprocess(preprocess):
+    """A Sketchpad's preprocess with its uploads checked from their headers first and any decoding error made a
+    message: the user reads what to send, and no image of millions of pixels is decoded only to be refused.
 
-    def get_block_name(self) -> str:
-        return "imageeditor"  # the frontend component of gr.Sketchpad; this class changes the server side only
-
-    def get_block_class(self) -> str:
-        return "imageeditor"
-
-    def preprocess(self, payload):
+    Set on the instance (pad.preprocess = ...) rather than in a subclass: Gradio writes a .pyi file beside the
+    module of every Component subclass, and picks the browser component by the class's name.
+    """
+    def wrapped(payload):
         if payload is not None:
             for part in [payload.background, payload.composite, *(payload.layers or [])]:
                 if getattr(part, "path", None):
                     check_upload(part.path)
         try:
-            return super().preprocess(payload)
+            return preprocess(payload)
         except gr.Error:
             raise
         except Exception as error:  # anything the decoder still refuses: say so rather than "an exception"
             raise gr.Error(f"Drawing: the image could not be read ({type(error).__name__}); draw on the canvas, "
                            "or upload a PNG or JPEG.") from None
+    return wrapped
 
 
 def build_demo(models: Models, examples: dict[int, torch.Tensor] | None = None) -> gr.Blocks:
@@ -220,10 +218,12 @@ def build_demo(models: Models, examples: dict[int, torch.Tensor] | None = None) 
         canvas = mnist_to_canvas(examples[digit][index], CANVAS_SIDE)
         return {"background": canvas, "layers": [], "composite": canvas}, counts
 
-    def sketchpad(label: str) -> DrawingPad:
-        return DrawingPad(label=label, canvas_size=(CANVAS_SIDE, CANVAS_SIDE), image_mode="L", type="numpy",
-                          brush=gr.Brush(colors=["#000000"], color_mode="fixed", default_size=BRUSH_RADIUS),
-                          layers=False, transforms=(), height=CANVAS_SIDE + 120)
+    def sketchpad(label: str) -> gr.Sketchpad:
+        pad = gr.Sketchpad(label=label, canvas_size=(CANVAS_SIDE, CANVAS_SIDE), image_mode="L", type="numpy",
+                           brush=gr.Brush(colors=["#000000"], color_mode="fixed", default_size=BRUSH_RADIUS),
+                           layers=False, transforms=(), height=CANVAS_SIDE + 120)
+        pad.preprocess = checked_preprocess(pad.preprocess)  # Gradio calls the instance's preprocess
+        return pad
 
     def example_buttons(pad: gr.Sketchpad, then=None) -> None:
         if not examples:

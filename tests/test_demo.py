@@ -128,6 +128,10 @@ def test_bad_drawings_get_a_message_not_a_traceback(client, tmp_path, pixels, me
         assert "Traceback" not in str(caught.value)
 
 
+def test_importing_the_app_writes_nothing_beside_it():
+    assert not APP.with_suffix(".pyi").exists()  # Gradio writes stubs beside Component subclasses: there are none
+
+
 def test_uploads_that_are_not_drawings_get_a_message(client, tmp_path):
     """Whatever is uploaded in place of a drawing: a sentence that says what to send, and the app carries on."""
     garbage = tmp_path / "garbage.png"
