@@ -52,8 +52,6 @@ def check_executor_options(args: argparse.Namespace) -> None:
     """Refuse bad numbers, and options the chosen executor would silently ignore, before any data is loaded."""
     from lab.executors import resources_with
     from lab.sweep import Resources
-    if args.threads is not None and args.threads < 1:
-        raise ConfigError(f"--threads: must be >= 1, got {args.threads}")
     resources_with(Resources(), args.cpus_per_run, args.gpus_per_run)
     if args.executor == "ray" and args.threads is not None:
         raise ExecutorError("--threads is for the local executor; a Ray run trains with its resources.cpus "
@@ -66,6 +64,7 @@ def check_executor_options(args: argparse.Namespace) -> None:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     check_executor_options(args)
+    set_threads(args.threads)  # local only (check_executor_options refuses --threads with ray); before any data
     sweeps = load_sweeps(args.files, args.profile)  # every file validated before anything runs
     runs_dir = paths.runs_dir(args.runs_dir)
     results_dir = paths.results_dir(args.results_dir)
@@ -78,7 +77,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         failed = run_on_ray(sweeps, runs_dir, datasets, args.address, args.device, args.precision,
                             args.cpus_per_run, args.gpus_per_run)
     else:
-        set_threads(args.threads)
         device = pick_device(args.device)
     for sweep in sweeps:
         if args.executor == "local":

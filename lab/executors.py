@@ -21,7 +21,7 @@ import torch
 
 from lab.config import RunConfig, run_id
 from lab.data import Dataset
-from lab.sweep import Resources, Sweep, SweepRun, check_resources, is_done, train_run
+from lab.sweep import Resources, Sweep, SweepRun, check_resources, done_line, pending_runs, train_run
 
 INSTALL_HINT = "pip install '.[ray]'"
 MARKER_PREFIX = ".ray-driver-"  # a file the driver leaves in the runs dir: a task that cannot see it is on a node
@@ -98,7 +98,7 @@ def plan(sweeps: list[Sweep], runs_dir: Path, cpus: int | None, gpus: float | No
     for sweep in sweeps:
         resources = resources_with(sweep.resources, cpus, gpus)
         runs = sweep.unique_runs()
-        todo = [r for r in runs if not is_done(runs_dir / r.run_id) and r.run_id not in jobs]
+        todo = [r for r in pending_runs(sweep, runs_dir) if r.run_id not in jobs]
         log(f"sweep {sweep.name} ({sweep.profile}): {len(runs)} runs, {len(runs) - len(todo)} already done, "
             f"{len(todo)} to train on Ray ({resources.cpus} cpus, {resources.gpus:g} gpus per run) -> {runs_dir}")
         jobs |= {r.run_id: Job(sweep, r, resources) for r in todo}
@@ -205,7 +205,7 @@ def _submit_and_wait(ray, jobs: list[Job], runs_dir: Path, marker: str, datasets
             counts[job.sweep.name] += 1
             left = (time.perf_counter() - started) / done * len(pending) / 60
             head = (f"[{job.sweep.name} {counts[job.sweep.name]}/{totals[job.sweep.name]}, about {left:.1f} min left] "
-                    f"{job.run.run_id}  {job.run.group + ': ' if job.run.group else ''}{job.run.label}")
+                    f"{job.run.title}")
             try:
                 metrics, node = ray.get(ref)
             except ray.exceptions.RayError as error:
@@ -213,9 +213,7 @@ def _submit_and_wait(ray, jobs: list[Job], runs_dir: Path, marker: str, datasets
                 failed.append(f"{job.run.run_id}: {type(cause).__name__}: {cause}")
                 log(f"{head}  FAILED: {type(cause).__name__}: {cause}")
                 continue
-            headline = (f"test_accuracy {metrics['test_accuracy']:.4f}" if job.sweep.task == "classifier"
-                        else f"test_mse {metrics['test_mse']:.5f}")
-            log(f"{head}  done: {headline}  train_seconds {metrics['train_seconds']:.1f}  on {node}")
+            log(f"{head}  {done_line(job.sweep.task, metrics)}  on {node}")
     except KeyboardInterrupt:
         for ref in pending:
             ray.cancel(ref, force=True)  # no metrics.json yet: a rerun resumes it from its last epoch checkpoint

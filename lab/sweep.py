@@ -59,6 +59,11 @@ class SweepRun:
     def run_id(self) -> str:
         return run_id(self.config)
 
+    @property
+    def title(self) -> str:
+        """The run id, its group and the grid values that made it, for progress lines."""
+        return f"{self.run_id}  {self.group + ': ' if self.group else ''}{self.label}"
+
 
 @dataclass(frozen=True)
 class Resources:
@@ -301,14 +306,29 @@ def datasets_for(runs: list[SweepRun], data_dir: Path) -> dict[str, Dataset]:
     return {name: load_dataset(name, data_dir) for name in sorted({r.config.data.dataset for r in runs})}
 
 
+def pending_runs(sweep: Sweep, runs_dir: Path) -> list[SweepRun]:
+    """The sweep's unfinished runs, each config once; a resume file left in a finished run is deleted on the way."""
+    todo = []
+    for run in sweep.unique_runs():
+        if is_done(runs_dir / run.run_id):  # a process killed between the metrics and the resume file's deletion
+            (runs_dir / run.run_id / RESUME_FILE).unlink(missing_ok=True)
+        else:
+            todo.append(run)
+    return todo
+
+
+def done_line(task: str, metrics: dict) -> str:
+    """"done: <headline metric>  train_seconds ..." for a finished run's progress line."""
+    headline = (f"test_accuracy {metrics['test_accuracy']:.4f}" if task == "classifier"
+                else f"test_mse {metrics['test_mse']:.5f}")
+    return f"done: {headline}  train_seconds {metrics['train_seconds']:.1f}"
+
+
 def run_sweep(sweep: Sweep, runs_dir: Path, datasets: dict[str, Dataset], device: torch.device | str,
               progress: bool = True, log: Callable[[str], None] = print, precision: str = "auto") -> dict[str, int]:
     """Train the sweep's unfinished runs, logging its wall time; returns counts of trained and skipped runs."""
     runs = sweep.unique_runs()
-    todo = [r for r in runs if not is_done(runs_dir / r.run_id)]
-    for run in runs:  # a process killed between a run's metrics and the deletion of its resume file leaves one
-        if is_done(runs_dir / run.run_id):
-            (runs_dir / run.run_id / RESUME_FILE).unlink(missing_ok=True)
+    todo = pending_runs(sweep, runs_dir)
     resuming = sum((runs_dir / r.run_id / RESUME_FILE).is_file() for r in todo)
     log(f"sweep {sweep.name} ({sweep.profile}): {len(runs)} runs, {len(runs) - len(todo)} already done, "
         f"{len(todo)} to train" + (f" ({resuming} from an epoch checkpoint)" if resuming else "") + f" -> {runs_dir}")
@@ -316,11 +336,9 @@ def run_sweep(sweep: Sweep, runs_dir: Path, datasets: dict[str, Dataset], device
     for i, run in enumerate(todo, 1):
         elapsed = time.perf_counter() - started
         eta = f", about {elapsed / (i - 1) * (len(todo) - i + 1) / 60:.1f} min left" if i > 1 else ""
-        log(f"[{sweep.name} {i}/{len(todo)}{eta}] {run.run_id}  {run.group + ': ' if run.group else ''}{run.label}")
+        log(f"[{sweep.name} {i}/{len(todo)}{eta}] {run.title}")
         metrics = train_run(run.config, runs_dir, datasets[run.config.data.dataset], device, progress, log, precision)
-        headline = (f"test_accuracy {metrics['test_accuracy']:.4f}" if sweep.task == "classifier"
-                    else f"test_mse {metrics['test_mse']:.5f}")
-        log(f"  done: {headline}  train_seconds {metrics['train_seconds']:.1f}")
+        log(f"  {done_line(sweep.task, metrics)}")
     seconds = time.perf_counter() - started
     log(f"sweep {sweep.name} ({sweep.profile}): trained {len(todo)} runs in {seconds:.0f} s")
     return {"trained": len(todo), "skipped": len(runs) - len(todo)}
