@@ -36,7 +36,7 @@ verify: install ## check every run folder in experiments/runs (LAB_RUNS_DIR): co
 
 .PHONY: bench
 bench: install ## time to 99% against the pytorch/examples baseline, throughput, latency (BENCH_ARGS=--quick)
-	$(PY) -m lab.bench $(BENCH_ARGS)
+	$(PY) -m lab.tools.bench $(BENCH_ARGS)
 
 test: install ## run the tests (real MNIST: set LAB_DATA_DIR when offline)
 	$(PY) -m pytest

@@ -26,7 +26,7 @@ import torch  # noqa: E402
 from PIL import Image, UnidentifiedImageError  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 
-from lab.canvas import CanvasError, canvas_to_mnist, check_size, mnist_to_canvas  # noqa: E402
+from lab.demo.canvas import CanvasError, canvas_to_mnist, check_size, mnist_to_canvas  # noqa: E402
 from lab.checkpoints import Checkpoint, CheckpointError, find_checkpoints, load_checkpoint  # noqa: E402
 
 DEFAULT_CHECKPOINTS = HERE / "checkpoints"
@@ -326,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link")
     args = parser.parse_args(argv)
     if args.hub_repo:
-        from lab.hub import HubError, download_runs
+        from lab.demo.hub import HubError, download_runs
         try:
             folder = download_runs(args.hub_repo)
         except HubError as error:

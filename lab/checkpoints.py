@@ -12,11 +12,12 @@ from torch import nn
 
 from lab.config import ConfigError, RunConfig, from_dict, run_id
 from lab.data import DATASET_INFO, normalize
+from lab.errors import LabError
 from lab.models import build_model
-from lab.sweep import CONFIG_FILE, METRICS_FILE, WEIGHTS_FILE
+from lab.run_folder import CONFIG_FILE, HEADLINE_METRIC, METRICS_FILE, WEIGHTS_FILE, is_done
 
 
-class CheckpointError(ValueError):
+class CheckpointError(LabError, ValueError):
     """A run folder that cannot be loaded; the message names the file and says what is wrong with it."""
 
 
@@ -96,9 +97,6 @@ def _read_json(path: Path) -> dict:
     return data
 
 
-HEADLINE = {"classifier": "test_accuracy", "autoencoder": "test_mse"}  # the metric every finished run records
-
-
 def _read_weights(weights_path: Path) -> tuple[dict[str, torch.Tensor], str | None]:
     """The tensors of a safetensors file and the run id in its header (None if it has none).
 
@@ -168,7 +166,7 @@ def load_checkpoint(folder: str | Path, device: torch.device | str = "cpu") -> C
     if metrics.get("run_id", run_id(config)) != run_id(config):
         raise CheckpointError(f"{metrics_path}: run_id {metrics['run_id']!r}, but {config_path} describes "
                               f"{run_id(config)}; the files come from different runs")
-    headline = HEADLINE[config.task]
+    headline = HEADLINE_METRIC[config.task]
     value = metrics.get(headline)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise CheckpointError(f"{metrics_path}: {headline}: expected a finite number, got {value!r}; retrain the "
@@ -186,7 +184,7 @@ def find_checkpoints(runs_dir: str | Path, task: str | None = None, device: torc
     runs_dir = Path(runs_dir)
     folders = sorted(p for p in runs_dir.iterdir() if p.is_dir()) if runs_dir.is_dir() else []
     for folder in folders:
-        if not (folder / METRICS_FILE).is_file():
+        if not is_done(folder):
             continue  # unfinished (or not a run): nothing to report
         try:
             checkpoint = load_checkpoint(folder, device)

@@ -7,6 +7,8 @@ import typing
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from lab.errors import LabError
+
 DATASETS = ("mnist", "fashion_mnist")
 ACTIVATIONS = ("relu", "leaky_relu", "tanh", "gelu", "silu")
 NORMS = ("none", "batch", "layer")
@@ -18,10 +20,13 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("none", "exponential", "onecycle")
 TASKS = ("classifier", "autoencoder")
 AE_ARCHS = ("conv", "pca")
+# how a run computes, not what it is: recorded in metrics.json, never hashed into the run id.
+# auto: bf16 autocast where the hardware computes bf16 natively, else fp32
+PRECISIONS = ("auto", "fp32", "bf16")
 TRAIN_IMAGES = 60_000
 
 
-class ConfigError(ValueError):
+class ConfigError(LabError, ValueError):
     """A config key or value that cannot be used; the message names the key."""
 
 

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lab.errors import LabError
+
 # (torchvision class name, folder torchvision uses, mean and std of the training pixels in [0, 1])
 DATASET_INFO = {
     "mnist": ("MNIST", 0.1307, 0.3081),
@@ -31,7 +33,7 @@ MAX_IDX_BYTES = 16 + SPLIT_SIZES["train"] * IMAGE_SIZE * IMAGE_SIZE  # the large
 FIX = "delete it to download it again, or replace it with the original file"
 
 
-class DataError(RuntimeError):
+class DataError(LabError, RuntimeError):
     """The dataset could not be found, fetched or read; the message says which folder and how to fill it."""
 
 

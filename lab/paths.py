@@ -28,3 +28,14 @@ def runs_dir(override: str | Path | None = None) -> Path:
 def results_dir(override: str | Path | None = None) -> Path:
     """Result tables: --results-dir, else LAB_RESULTS_DIR, else experiments/results/."""
     return _choose(override, "LAB_RESULTS_DIR", EXPERIMENTS_DIR / "results")
+
+
+DEMO_DIR = ROOT / "demo"  # the Gradio app with its shipped weights and example digits
+CHECKPOINTS_FOLDER = "checkpoints"  # the shipped run folders: in the demo folder, and at the root of its Space
+EXAMPLES_FILE = "examples.safetensors"  # real MNIST test digits for the demo's buttons, beside the app
+SPACE_DIR = ROOT / "build" / "space"  # where `make space` assembles the Hugging Face Space
+
+
+def demo_checkpoints(override: str | Path | None = None) -> Path:
+    """The demo's shipped run folders: the override, else LAB_DEMO_CHECKPOINTS, else demo/checkpoints/."""
+    return _choose(override, "LAB_DEMO_CHECKPOINTS", DEMO_DIR / CHECKPOINTS_FOLDER)

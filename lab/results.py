@@ -7,15 +7,17 @@ from pathlib import Path
 import pandas as pd
 
 from lab.config import flatten
-from lab.sweep import (
+from lab.run_folder import (
     CONFIG_FILE,
-    DEFAULT_PROFILE,
+    HEADLINE_METRIC,
     HISTORY_FILE,
+    LOWER_IS_BETTER,
     METRICS_FILE,
-    Sweep,
+    headline,
     remove_stale_temp_files,
     write_atomic,
 )
+from lab.sweep import DEFAULT_PROFILE, Sweep
 
 # the columns a reader looks at first; the config and environment follow
 LEAD_COLUMNS = ["sweep", "profile", "group", "label", "run_id", "task", "model.preset",
@@ -88,9 +90,8 @@ def write_tables(sweep: Sweep, runs_dir: Path, results_dir: Path) -> tuple[pd.Da
 
 def summary(table: pd.DataFrame) -> str:
     """One line on a sweep's best run."""
-    if "test_accuracy" in table:
-        best = table.loc[table["test_accuracy"].idxmax()]
-        return (f"best test_accuracy {best['test_accuracy']:.4f} ({best['run_id']}, {best['label'] or 'base'}, "
-                f"{best['train_seconds']:.0f}s)")
-    best = table.loc[table["test_mse"].idxmin()]
-    return f"best test_mse {best['test_mse']:.5f} ({best['run_id']}, {best['label'] or 'base'})"
+    task = table["task"].iloc[0]
+    metric = HEADLINE_METRIC[task]
+    best = table.loc[table[metric].idxmin() if LOWER_IS_BETTER[metric] else table[metric].idxmax()]
+    text = f"best {headline(task, best)} ({best['run_id']}, {best['label'] or 'base'}"
+    return text + (f", {best['train_seconds']:.0f}s)" if task == "classifier" else ")")

@@ -1,10 +1,10 @@
 """Epoch checkpoints: a run's whole training state in one safetensors file, so a killed run resumes from its last epoch.
 
-The file (RESUME_FILE in the run folder) holds tensors as safetensors entries: the model's state (BatchNorm buffers
-included) under "model/", the optimiser's state tensors under "optimizer/<param index>/<name>", and the random
-number generators' states under "rng/". Everything else (epoch, history, seconds, optimiser hyperparameters, the
-learning-rate schedule's state) is JSON in the safetensors metadata, under the key "lab_resume". It is written
-atomically after every epoch: safetensors and JSON only, no pickle.
+The file (RESUME_FILE in the run folder, see lab/run_folder.py) holds tensors as safetensors entries: the model's
+state (BatchNorm buffers included) under "model/", the optimiser's state tensors under "optimizer/<param index>/<name>",
+and the random number generators' states under "rng/". Everything else (epoch, history, seconds, optimiser
+hyperparameters, the learning-rate schedule's state) is JSON in the safetensors metadata, under the key
+"lab_resume". It is written atomically after every epoch: safetensors and JSON only, no pickle.
 """
 
 import copy
@@ -21,7 +21,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-RESUME_FILE = "resume.safetensors"
+from lab.run_folder import write_atomic
+
 FORMAT = "lab-resume/1"
 META_KEY = "lab_resume"
 
@@ -83,8 +84,6 @@ def _rng_states(parts: TrainingParts) -> dict[str, torch.Tensor]:
 
 def save_resume(path: Path, run_id: str, precision: str, parts: TrainingParts, progress: Progress) -> None:
     """Write the training state after an epoch to path, atomically (the old file stays until the new one is whole)."""
-    from lab.sweep import write_atomic  # imported here: lab.sweep imports lab.train, which imports this module
-
     tensors = {f"model/{k}": _own(v) for k, v in parts.model.state_dict().items()}
     optimizer_state = parts.optimizer.state_dict()
     scalars: dict[str, dict] = {}  # optimiser state that is not a tensor (none in torch's Adam and SGD today)

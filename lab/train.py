@@ -1,8 +1,9 @@
-"""Fit and evaluate loops over in-memory tensors; they return the model and plain dicts of metrics."""
+"""Fit and evaluate loops over in-memory tensors; they return the model and plain dicts of metrics.
 
-import contextlib
-import platform
-import subprocess
+Read top to bottom: the optimiser and schedule, the batcher, one step, evaluation, then fit in its parts
+(prepare, shared with the benchmark; the PCA fit; one epoch; the epochs with their checkpoints; the final metrics).
+"""
+
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,16 +14,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from lab.config import ConfigError, RunConfig, TrainConfig, run_id
+from lab.config import RunConfig, TrainConfig, run_id
 from lab.data import Dataset, Split, normalize, ordered_batches, random_affine, shuffled_batches, to_float
+from lab.device import autocast, autocast_dtype, precision_name
 from lab.models import build_model, count_parameters
-from lab.paths import ROOT
-from lab.resume import RESUME_FILE, Progress, TrainingParts, resume, save_resume
+from lab.resume import Progress, TrainingParts, resume, save_resume
+from lab.run_folder import RESUME_FILE
 
 EVAL_BATCH = 256  # images per evaluation step: small enough to stay in cache on a CPU (1024 is 2x slower here)
-# Like the device, precision is how a run is computed, not what it is: it is recorded in metrics.json, not hashed
-# into the run id. auto: bf16 autocast where the hardware computes bf16 natively, else fp32.
-PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass
@@ -30,72 +29,6 @@ class FitResult:
     model: nn.Module
     metrics: dict  # final numbers: accuracies or MSE, losses, seconds, parameters
     history: list[dict]  # one dict per epoch
-
-
-def pick_device(name: str | None = None) -> torch.device:
-    """The given device, else cuda, else mps, else cpu."""
-    if name:
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def native_bf16(device: torch.device) -> bool:
-    """Whether the device computes bf16 matmuls and convs in hardware (emulated bf16 would be slower than fp32)."""
-    if device.type == "cuda":
-        try:
-            return torch.cuda.is_bf16_supported(including_emulation=False)  # Ampere or newer
-        except TypeError:  # older torch: no emulation to rule out
-            return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        cpu = torch.cpu  # AVX-512 BF16 (e.g. AMD Zen 4, Intel Cooper Lake) or AMX (Intel Sapphire Rapids)
-        return any(getattr(cpu, name, lambda: False)() for name in ("_is_avx512_bf16_supported",
-                                                                     "_is_amx_tile_supported"))
-    return False
-
-
-def autocast_dtype(precision: str, device: torch.device, task: str = "classifier") -> torch.dtype | None:
-    """The dtype a model's convs and matmuls autocast to for a precision setting, or None for plain float32."""
-    if precision not in PRECISIONS:
-        raise ConfigError(f"precision: {precision!r} is not one of {', '.join(PRECISIONS)}")
-    # auto keeps autoencoders in fp32 on a CPU: in the default sweep their training was slower in bf16
-    # (conv_ae runs: 399 s of training in bf16, 354 s in fp32, same afternoon); classifiers trained 1.2-1.4x faster
-    auto_bf16 = native_bf16(device) and not (task == "autoencoder" and device.type == "cpu")
-    if precision == "bf16" or (precision == "auto" and auto_bf16):
-        return torch.bfloat16
-    return None
-
-
-def precision_name(dtype: torch.dtype | None) -> str:
-    """"bf16" or "fp32": what a run computed in, for its metrics."""
-    return "fp32" if dtype is None else {torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
-
-
-def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
-    """torch.autocast to dtype on the device, or a no-op for float32."""
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
-
-
-def environment(device: torch.device) -> dict:
-    """What produced a result: versions, device, threads, the project's git commit."""
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                                timeout=5).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        commit = None
-    return {
-        "torch_version": torch.__version__,
-        "device": str(device) if device.type != "cuda" else f"cuda ({torch.cuda.get_device_name(device)})",
-        "threads": torch.get_num_threads(),
-        "python_version": platform.python_version(),
-        "machine": platform.machine(),
-        "git_commit": commit,
-    }
 
 
 def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -180,14 +113,26 @@ def evaluate(model: nn.Module, split: Split, batcher: Batcher, task: str, amp_dt
     return {"mse": loss_sum.item() / n}
 
 
-def fit(cfg: RunConfig, dataset: Dataset, device: torch.device | str = "cpu", progress: bool = True,
-        log: Callable[[str], None] = print, precision: str = "auto", folder: Path | str | None = None) -> FitResult:
-    """Train the model a run config describes on a dataset, evaluating on its test split after every epoch.
+@dataclass
+class Setup:
+    """What a training loop works on, built one way for fit and for the benchmark's throughput runs."""
 
-    precision: "auto" (bf16 autocast where native), "bf16" or "fp32"; weights, optimiser state and losses stay fp32.
-    folder: where to save the training state after every epoch (folder/RESUME_FILE) and resume from it when it is
-    there, with the same result as an uninterrupted run; None: no epoch checkpoints.
-    """
+    cfg: RunConfig
+    device: torch.device
+    model: nn.Module
+    batcher: Batcher
+    train: Split
+    test: Split
+    amp_dtype: torch.dtype | None  # what training steps autocast to; None: fp32
+    generator: torch.Generator  # shuffling and augmentation
+
+    @property
+    def pca(self) -> bool:
+        return self.cfg.task == "autoencoder" and self.cfg.model.arch == "pca"
+
+
+def prepare(cfg: RunConfig, dataset: Dataset, device: torch.device | str = "cpu", precision: str = "auto") -> Setup:
+    """Seed, move the data to the device, build the model and the batcher, and pick the training precision."""
     device = torch.device(device)
     torch.manual_seed(cfg.seed)  # model init and dropout
     generator = torch.Generator().manual_seed(cfg.seed)  # shuffling and augmentation
@@ -198,85 +143,124 @@ def fit(cfg: RunConfig, dataset: Dataset, device: torch.device | str = "cpu", pr
     batcher = Batcher(cfg, dataset, device, generator)
     if batcher.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    task = cfg.task
-    pca = task == "autoencoder" and cfg.model.arch == "pca"
+    setup = Setup(cfg, device, model, batcher, train, test, None, generator)
     # Training steps autocast; every evaluation runs in fp32, as a loaded checkpoint computes, so the recorded
     # accuracies are what the demo and report get back. PCA is exact linear algebra: fp32 throughout.
-    amp_dtype = autocast_dtype(precision, device, task)
-    amp_dtype = None if pca else amp_dtype
+    if not setup.pca:
+        setup.amp_dtype = autocast_dtype(precision, device, cfg.task)
+    return setup
+
+
+def fit_pca(setup: Setup) -> tuple[list[dict], float]:
+    """The closed-form PCA fit on [0, 1] pixels: (its one history row, seconds)."""
+    t0 = time.perf_counter()
+    setup.model.fit(setup.batcher(setup.train.images, augment=False)[1])
+    seconds = time.perf_counter() - t0
+    task = setup.cfg.task
+    row = {"epoch": 1, "train_mse": evaluate(setup.model, setup.train, setup.batcher, task)["mse"],
+           "test_mse": evaluate(setup.model, setup.test, setup.batcher, task)["mse"], "lr": 0.0,
+           "epoch_seconds": seconds}
+    return [row], seconds
+
+
+def train_epoch(setup: Setup, optimizer: torch.optim.Optimizer, scheduler, per_batch: bool, epoch: int,
+                progress: bool = True) -> dict:
+    """One pass over the training split, then the test split: the epoch's history row."""
+    model, train, task, device = setup.model, setup.train, setup.cfg.task, setup.device
+    model.train()
+    t0 = time.perf_counter()
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    lr = optimizer.param_groups[0]["lr"]
+    bar = tqdm(shuffled_batches(len(train), setup.cfg.train.batch_size, setup.generator), desc=f"epoch {epoch}",
+               leave=False, disable=None if progress else True, unit="batch", mininterval=0.5)
+    for step, idx in enumerate(bar):
+        idx = idx.to(device)
+        loss, batch_correct = train_step(model, optimizer, setup.batcher, train.images[idx], train.labels[idx], task,
+                                         setup.amp_dtype)
+        correct += batch_correct
+        if per_batch:
+            scheduler.step()
+        loss_sum += loss.detach().double() * len(idx)
+        if progress and step % 20 == 0:
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+    if scheduler is not None and not per_batch:
+        scheduler.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - t0
+    row: dict = {"epoch": epoch}
+    if task == "classifier":
+        row |= {"train_loss": loss_sum.item() / len(train), "train_accuracy": correct.item() / len(train)}
+        test = evaluate(model, setup.test, setup.batcher, task)
+        row |= {"test_loss": test["loss"], "test_accuracy": test["accuracy"]}
+    else:
+        row |= {"train_mse": loss_sum.item() / len(train),
+                "test_mse": evaluate(model, setup.test, setup.batcher, task)["mse"]}
+    return row | {"lr": lr, "epoch_seconds": seconds}
+
+
+def train_epochs(setup: Setup, started: float, progress: bool = True, log: Callable[[str], None] = print,
+                 folder: Path | str | None = None) -> tuple[list[dict], float, float]:
+    """Every epoch, resuming from folder's epoch checkpoint when there is one and saving one after each epoch.
+
+    Returns (history, training seconds, the start time with the seconds before an interruption counted in).
+    """
+    cfg = setup.cfg
+    optimizer = make_optimizer(setup.model.parameters(), cfg.train)
+    steps = -(-len(setup.train) // cfg.train.batch_size)
+    scheduler, per_batch = make_scheduler(optimizer, cfg.train, steps)
+    parts = TrainingParts(setup.model, optimizer, scheduler, setup.generator, setup.device)
+    precision = precision_name(setup.amp_dtype)
+    resume_path = Path(folder) / RESUME_FILE if folder is not None else None
     history: list[dict] = []
     train_seconds = 0.0
-    start = time.perf_counter()
+    done = resume(resume_path, run_id(cfg), cfg.train.epochs, precision, parts, log)
+    if done:
+        history, train_seconds = done.history, done.train_seconds
+        started -= done.elapsed_seconds  # total_seconds counts the time before the interruption too
+        log(f"  resuming {run_id(cfg)} from epoch {done.epoch}/{cfg.train.epochs} "
+            f"(saved {done.saved_at[11:19]} UTC)")  # HH:MM:SS of the ISO time
+    for epoch in range(len(history) + 1, cfg.train.epochs + 1):
+        row = train_epoch(setup, optimizer, scheduler, per_batch, epoch, progress)
+        train_seconds += row["epoch_seconds"]
+        history.append(row)
+        if resume_path:  # saved before the log line: a run stopped after that line resumes after this epoch
+            save_resume(resume_path, run_id(cfg), precision, parts,
+                        Progress(epoch, history, train_seconds, time.perf_counter() - started))
+        numbers = "  ".join(f"{k} {v:.4f}" for k, v in row.items() if k.startswith(("train_", "test_")))
+        log(f"  epoch {epoch}/{cfg.train.epochs}  {numbers}  {row['epoch_seconds']:.1f}s")
+    return history, train_seconds, started
 
-    if pca:
-        t0 = time.perf_counter()
-        model.fit(batcher(train.images, augment=False)[1])  # closed form, on [0, 1] pixels
-        train_seconds = time.perf_counter() - t0
-        history.append({"epoch": 1, "train_mse": evaluate(model, train, batcher, task)["mse"],
-                        "test_mse": evaluate(model, test, batcher, task)["mse"], "lr": 0.0,
-                        "epoch_seconds": train_seconds})
-    else:
-        optimizer = make_optimizer(model.parameters(), cfg.train)
-        steps = -(-len(train) // cfg.train.batch_size)
-        scheduler, per_batch = make_scheduler(optimizer, cfg.train, steps)
-        parts = TrainingParts(model, optimizer, scheduler, generator, device)
-        resume_path = Path(folder) / RESUME_FILE if folder is not None else None
-        done = resume(resume_path, run_id(cfg), cfg.train.epochs, precision_name(amp_dtype), parts, log)
-        if done:
-            history, train_seconds = done.history, done.train_seconds
-            start -= done.elapsed_seconds  # total_seconds counts the time before the interruption too
-            log(f"  resuming {run_id(cfg)} from epoch {done.epoch}/{cfg.train.epochs} "
-                f"(saved {done.saved_at[11:19]} UTC)")  # HH:MM:SS of the ISO time
-        for epoch in range(len(history) + 1, cfg.train.epochs + 1):
-            model.train()
-            t0 = time.perf_counter()
-            loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-            correct = torch.zeros((), device=device, dtype=torch.long)
-            lr = optimizer.param_groups[0]["lr"]
-            bar = tqdm(shuffled_batches(len(train), cfg.train.batch_size, generator), desc=f"epoch {epoch}",
-                       leave=False, disable=None if progress else True, unit="batch", mininterval=0.5)
-            for step, idx in enumerate(bar):
-                idx = idx.to(device)
-                loss, batch_correct = train_step(model, optimizer, batcher, train.images[idx], train.labels[idx], task,
-                                                 amp_dtype)
-                correct += batch_correct
-                if per_batch:
-                    scheduler.step()
-                loss_sum += loss.detach().double() * len(idx)
-                if progress and step % 20 == 0:
-                    bar.set_postfix(loss=f"{loss.item():.4f}")
-            if scheduler is not None and not per_batch:
-                scheduler.step()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            epoch_seconds = time.perf_counter() - t0
-            train_seconds += epoch_seconds
-            row = {"epoch": epoch}
-            if task == "classifier":
-                row |= {"train_loss": loss_sum.item() / len(train), "train_accuracy": correct.item() / len(train)}
-                test_metrics = evaluate(model, test, batcher, task)
-                row |= {"test_loss": test_metrics["loss"], "test_accuracy": test_metrics["accuracy"]}
-            else:
-                row |= {"train_mse": loss_sum.item() / len(train),
-                        "test_mse": evaluate(model, test, batcher, task)["mse"]}
-            row |= {"lr": lr, "epoch_seconds": epoch_seconds}
-            history.append(row)
-            if resume_path:  # saved before the log line: a run stopped after that line resumes after this epoch
-                save_resume(resume_path, run_id(cfg), precision_name(amp_dtype), parts,
-                            Progress(epoch, history, train_seconds, time.perf_counter() - start))
-            numbers = "  ".join(f"{k} {v:.4f}" for k, v in row.items() if k.startswith(("train_", "test_")))
-            log(f"  epoch {epoch}/{cfg.train.epochs}  {numbers}  {epoch_seconds:.1f}s")
 
-    # Final numbers: the training split re-measured in eval mode (no dropout, no augmentation), and the test split.
-    final_train = evaluate(model, train, batcher, task)
+def final_metrics(setup: Setup, history: list[dict], train_seconds: float, started: float) -> dict:
+    """The training split re-measured in eval mode (no dropout, no augmentation), the last test numbers, costs."""
+    final_train = evaluate(setup.model, setup.train, setup.batcher, setup.cfg.task)
     metrics = {f"train_{k}": v for k, v in final_train.items()}
     metrics |= {k: v for k, v in history[-1].items() if k.startswith("test_")}
-    metrics |= {
+    return metrics | {
         "train_seconds": train_seconds,
-        "total_seconds": time.perf_counter() - start,
-        "parameters": count_parameters(model),
+        "total_seconds": time.perf_counter() - started,
+        "parameters": count_parameters(setup.model),
         "epochs": len(history),
-        "train_images": len(train),
-        "precision": precision_name(amp_dtype),
+        "train_images": len(setup.train),
+        "precision": precision_name(setup.amp_dtype),
     }
-    return FitResult(model.to(memory_format=torch.contiguous_format), metrics, history)
+
+
+def fit(cfg: RunConfig, dataset: Dataset, device: torch.device | str = "cpu", progress: bool = True,
+        log: Callable[[str], None] = print, precision: str = "auto", folder: Path | str | None = None) -> FitResult:
+    """Train the model a run config describes on a dataset, evaluating on its test split after every epoch.
+
+    precision: "auto" (bf16 autocast where native), "bf16" or "fp32"; weights, optimiser state and losses stay fp32.
+    folder: where to save the training state after every epoch (folder/RESUME_FILE) and resume from it when it is
+    there, with the same result as an uninterrupted run; None: no epoch checkpoints.
+    """
+    setup = prepare(cfg, dataset, device, precision)
+    started = time.perf_counter()
+    if setup.pca:
+        history, train_seconds = fit_pca(setup)
+    else:
+        history, train_seconds, started = train_epochs(setup, started, progress, log, folder)
+    metrics = final_metrics(setup, history, train_seconds, started)
+    return FitResult(setup.model.to(memory_format=torch.contiguous_format), metrics, history)

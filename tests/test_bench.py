@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from lab import bench, paths
+from lab import paths
 from lab.config import ConfigError, apply_overrides, default_config
-from lab.train import autocast_dtype, fit
+from lab.device import autocast_dtype
+from lab.tools import bench
+from lab.train import fit
 
 
 def test_the_baseline_is_the_tutorial_network():
@@ -52,7 +54,7 @@ def test_ratio_is_baseline_over_ours_and_nan_when_one_side_fell_short():
 def test_results_round_trip_and_a_missing_file_reads_as_none(tmp_path):
     assert bench.load_results(tmp_path / "none.csv") == (None, None, None)
     rows = [bench._spread("accuracy", "ours", "train_seconds_to_99", [2.0, 3.0], "s"),
-            bench._row("latency", "demo classify", "classify_ms", float("nan"), "ms", note="skipped: no lab.canvas")]
+            bench._row("latency", "demo classify", "classify_ms", float("nan"), "ms", note="skipped: no lab.demo.canvas")]
     trials = [{"section": "accuracy", "name": "ours", "seed": 0, "reached": True, "epochs": 1, "train_seconds": 2.0,
                "process_seconds": 5.0, "test_accuracy": 0.991, "reached_at": 123.0}]
     bench.write_results(tmp_path / "b.csv", rows, trials, {"cpu": "x"})
@@ -94,7 +96,7 @@ def test_a_tiny_fit_in_each_precision_learns(mnist, precision):
 def test_quick_benchmark_writes_every_section(data_root, tmp_path):
     out = tmp_path / "benchmark.csv"
     env = os.environ | {"LAB_DATA_DIR": str(data_root), "PYTHONPATH": str(paths.ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "lab.bench", "--quick", "--device", "cpu", "--out", str(out)],
+    proc = subprocess.run([sys.executable, "-m", "lab.tools.bench", "--quick", "--device", "cpu", "--out", str(out)],
                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary, trials, environment = bench.load_results(out)

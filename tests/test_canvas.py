@@ -7,7 +7,7 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from lab.canvas import MAX_SIDE, MIN_SIDE, CanvasError, canvas_to_mnist, mnist_to_canvas
+from lab.demo.canvas import MAX_SIDE, MIN_SIDE, CanvasError, canvas_to_mnist, mnist_to_canvas
 
 
 def blank(side: int = 280) -> np.ndarray:

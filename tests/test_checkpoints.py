@@ -4,7 +4,9 @@ import pytest
 import torch
 
 from lab.checkpoints import CheckpointError, find_checkpoints, load_checkpoint
-from lab.sweep import CONFIG_FILE, METRICS_FILE, WEIGHTS_FILE, load_sweep, run_sweep
+from lab.run_folder import CONFIG_FILE, METRICS_FILE, WEIGHTS_FILE
+from lab.runner import run_sweep
+from lab.sweep import load_sweep
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +47,7 @@ def test_a_classifier_has_no_latent_space(trained):
 
 def test_autoencoder_checkpoint_round_trip(tmp_path, mnist):
     from lab.config import apply_overrides, default_config
-    from lab.sweep import train_run
+    from lab.runner import train_run
 
     cfg = apply_overrides(default_config("autoencoder"), {"data.train_limit": 300, "train.epochs": 1,
                                                          "model.channels": [4, 8], "model.latent_dim": 3})

@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 
 from lab import paths
-from lab.__main__ import main, parse_assignment
+from lab.__main__ import main
+from lab.cli import parse_assignment
 from lab.results import table_paths, write_tables
 from lab.sweep import load_sweep
 

@@ -14,9 +14,9 @@ import torch
 from demo_server import APP, SHIPPED, start_app, stop_app
 from PIL import Image
 
-from lab.canvas import mnist_to_canvas
-from lab.hub import assemble_space
-from lab.redraw import redraw_digits
+from lab.demo.canvas import mnist_to_canvas
+from lab.demo.hub import assemble_space
+from lab.demo.redraw import redraw_digits
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402

@@ -597,7 +597,7 @@ def test_no_source_can_unpickle():
 
 def test_the_benchmarks_tutorial_baseline_refuses_legacy_pickles(tmp_path, no_unpickling):
     """The baseline uses torchvision's MNIST class, as the tutorial does; that class would unpickle processed/*.pt."""
-    from lab.bench import _child_baseline
+    from lab.tools.bench import _child_baseline
 
     (tmp_path / "MNIST" / "processed").mkdir(parents=True)
     with pytest.raises(RuntimeError, match="legacy .pt files are pickles"):

@@ -10,7 +10,7 @@ from demo_server import SHIPPED
 
 from lab.__main__ import main
 from lab.checkpoints import load_checkpoint
-from lab.hub import HubError, assemble_space, download_runs, model_card, ship_runs
+from lab.demo.hub import HubError, assemble_space, download_runs, model_card, ship_runs
 
 
 @pytest.fixture(autouse=True)
@@ -45,8 +45,11 @@ def test_space_readme_and_requirements_agree(tmp_path):
 def test_space_folder_holds_the_app_the_lab_and_the_weights_only(tmp_path):
     space = assemble_space(tmp_path / "space")
     files = {p.relative_to(space).as_posix() for p in space.rglob("*") if p.is_file()}
-    assert {"app.py", "README.md", "requirements.txt", "examples.safetensors", "lab/canvas.py",
-            "lab/checkpoints.py"} <= files
+    assert {"app.py", "README.md", "requirements.txt", "examples.safetensors", "lab/demo/canvas.py",
+            "lab/checkpoints.py", "lab/run_folder.py"} <= files
+    # the app loads run folders and never trains: no training code travels, and the Space installs no tqdm
+    assert not files & {"lab/train.py", "lab/runner.py", "lab/resume.py", "lab/sweep.py", "lab/tools/bench.py"}
+    assert "tqdm" not in (space / "requirements.txt").read_text()
     for run in SHIPPED.iterdir():
         assert {f"checkpoints/{run.name}/{name}" for name in ("config.json", "weights.safetensors",
                                                               "metrics.json")} <= files

@@ -17,7 +17,8 @@ from safetensors.torch import load_file
 
 from lab import paths
 from lab.checkpoints import load_checkpoint
-from lab.sweep import CONFIG_FILE, HISTORY_FILE, METRICS_FILE, WEIGHTS_FILE, load_sweep
+from lab.run_folder import CONFIG_FILE, HISTORY_FILE, METRICS_FILE, WEIGHTS_FILE
+from lab.sweep import load_sweep
 
 # Two sweeps (one command) of short runs on 2,000 real MNIST images, 4 epochs each: a classifier with augmentation,
 # dropout and onecycle AdamW, one with SGD and an exponential schedule, a conv autoencoder, and PCA (no epochs).

@@ -11,9 +11,10 @@ import torch
 
 from lab.__main__ import main
 from lab.config import run_id
-from lab.executors import MARKER_PREFIX, train_task
+from lab.ray_runner import MARKER_PREFIX, train_task
 from lab.results import table_paths
-from lab.sweep import METRICS_FILE, Resources, SweepError, load_sweep
+from lab.run_folder import METRICS_FILE
+from lab.sweep import Resources, SweepError, load_sweep
 
 ray = pytest.importorskip("ray")
 

@@ -5,18 +5,19 @@ import torch
 from demo_server import SHIPPED
 
 from lab.checkpoints import find_checkpoints
-from lab.redraw import CANVAS, canvas_accuracy, example_digits, redraw_digits, sample_digits
+from lab.demo.canvas import CANVAS_SIDE
+from lab.demo.redraw import canvas_accuracy, example_digits, redraw_digits, sample_digits
 
 
 def test_redrawn_digits_look_drawn(mnist):
     canvases = redraw_digits(mnist.test.images[:64], torch.Generator().manual_seed(0))
-    assert canvases.shape == (64, CANVAS, CANVAS) and canvases.dtype == torch.uint8
+    assert canvases.shape == (64, CANVAS_SIDE, CANVAS_SIDE) and canvases.dtype == torch.uint8
     ink = canvases < 128  # black on white
     assert ink.any(2).any(1).all()  # every canvas has a digit
     assert not ink[:, :, :5].any() and not ink[:, :5, :].any()  # kept inside the margins
     rows = ink.any(2).float().sum(1)
-    assert rows.min() < 0.5 * CANVAS < rows.max()  # some drawn small, some large
-    centres = (ink.float() * torch.arange(CANVAS)).sum((1, 2)) / ink.sum((1, 2))
+    assert rows.min() < 0.5 * CANVAS_SIDE < rows.max()  # some drawn small, some large
+    centres = (ink.float() * torch.arange(CANVAS_SIDE)).sum((1, 2)) / ink.sum((1, 2))
     assert centres.std() > 10  # and not all in the middle
     again = redraw_digits(mnist.test.images[:64], torch.Generator().manual_seed(0))
     assert torch.equal(canvases, again)  # seeded

@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from matplotlib.figure import Figure
 
-from lab import analysis as A
-from lab import figures as F
-from lab import probes as P
+from lab.report import analysis as A
+from lab.report import figures as F
+from lab.report import probes as P
 
 matplotlib.use("Agg")
 
@@ -283,7 +283,7 @@ def test_augment_is_seeded_and_moves_pixels():
 def tiny_runs(tmp_path_factory, mnist):
     """Two classifiers and an autoencoder, trained on 300 real images."""
     from lab.config import apply_overrides, default_config
-    from lab.sweep import train_run
+    from lab.runner import train_run
 
     runs = tmp_path_factory.mktemp("probe_runs")
     small = {"data.train_limit": 300, "train.epochs": 1, "train.batch_size": 50, "train.lr": 0.01}
@@ -302,14 +302,14 @@ def test_checkpoints_come_from_the_runs_dir_then_the_demo_then_a_note(tiny_runs,
     empty.mkdir()
     chosen = P.choose_checkpoint(first, "classifier", runs)
     assert chosen.need().run_id == first and str(runs) in chosen.source
-    monkeypatch.setenv(P.FALLBACK_ENV, str(runs))  # the runs play the demo's checkpoints
+    monkeypatch.setenv("LAB_DEMO_CHECKPOINTS", str(runs))  # the runs play the demo's checkpoints
     score = lambda c: c.metrics["test_accuracy"]
     chosen = P.choose_checkpoint("fast_cnn-0000000000", "classifier", empty, score=score)
     best = max((first, second), key=lambda r: json.loads((runs / r / "metrics.json").read_text())["test_accuracy"])
     assert chosen.need().run_id == best and "demo's checkpoint" in chosen.source
     found = P.table_checkpoints(pd.DataFrame([{"run_id": "gone", "group": "g"}]), "autoencoder", empty)
     assert [c.run_id for _, c in found.need()] == [ae] and found.missing == ["gone"] and "instead" in found.source
-    monkeypatch.setenv(P.FALLBACK_ENV, str(empty))
+    monkeypatch.setenv("LAB_DEMO_CHECKPOINTS", str(empty))
     chosen = P.choose_checkpoint(first, "classifier", empty)
     assert chosen.checkpoint is None and "make experiments" in chosen.source
     with pytest.raises(A.Missing, match="holds no classifier checkpoint"):

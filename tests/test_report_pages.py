@@ -18,7 +18,8 @@ from nbclient import NotebookClient
 
 from lab import paths
 from lab.results import write_tables
-from lab.sweep import load_sweep, run_sweep
+from lab.runner import run_sweep
+from lab.sweep import load_sweep
 
 REPORT = paths.ROOT / "report"
 PAGES = sorted(REPORT.glob("*.qmd"))

@@ -10,8 +10,10 @@ from safetensors.torch import load_file, save_file
 
 from lab.config import apply_overrides, default_config, run_id
 from lab.data import Dataset
-from lab.resume import META_KEY, RESUME_FILE
-from lab.sweep import TEMP_FILE_PATTERN, load_sweep, remove_stale_temp_files, run_sweep, train_run, write_atomic
+from lab.resume import META_KEY
+from lab.run_folder import RESUME_FILE, TEMP_FILE_PATTERN, remove_stale_temp_files, write_atomic
+from lab.runner import run_sweep, train_run
+from lab.sweep import load_sweep
 from lab.train import fit
 
 TIME_FIELDS = {"train_seconds", "total_seconds", "epoch_seconds"}

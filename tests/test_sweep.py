@@ -13,7 +13,9 @@ from lab import paths
 from lab.__main__ import main
 from lab.config import run_id
 from lab.results import sweep_tables
-from lab.sweep import METRICS_FILE, SweepError, is_done, load_sweep, run_sweep
+from lab.run_folder import METRICS_FILE, is_done
+from lab.runner import run_sweep
+from lab.sweep import SweepError, load_sweep
 
 SWEEP_FILES = sorted(paths.EXPERIMENTS_DIR.glob("*.toml"))
 
@@ -139,11 +141,11 @@ def test_rerun_does_no_work_and_tables_are_rebuilt(tiny_sweep, tmp_path, mnist):
 
 
 def test_interrupted_sweep_resumes_where_it_stopped(tiny_sweep, tmp_path, mnist, monkeypatch):
-    import lab.sweep
+    import lab.runner
 
     runs = tmp_path / "runs"
     sweep = load_sweep(tiny_sweep)
-    real_fit, calls = lab.sweep.fit, []
+    real_fit, calls = lab.runner.fit, []
 
     def fit_then_die(*args, **kwargs):
         calls.append(1)
@@ -151,14 +153,14 @@ def test_interrupted_sweep_resumes_where_it_stopped(tiny_sweep, tmp_path, mnist,
             raise KeyboardInterrupt  # the user presses Ctrl-C during the second run
         return real_fit(*args, **kwargs)
 
-    monkeypatch.setattr(lab.sweep, "fit", fit_then_die)
+    monkeypatch.setattr(lab.runner, "fit", fit_then_die)
     with pytest.raises(KeyboardInterrupt):
         run_sweep(sweep, runs, {"mnist": mnist}, "cpu", progress=False, log=lambda s: None)
     first, second, third = (runs / r.run_id for r in sweep.unique_runs())
     assert is_done(first) and not is_done(second) and not third.exists()
     assert (second / "config.json").exists() and not (second / "weights.safetensors").exists()
     done_before = _snapshot(first)
-    monkeypatch.setattr(lab.sweep, "fit", real_fit)
+    monkeypatch.setattr(lab.runner, "fit", real_fit)
     assert run_sweep(sweep, runs, {"mnist": mnist}, "cpu", progress=False, log=lambda s: None) == \
         {"trained": 2, "skipped": 1}
     assert all(is_done(f) for f in (first, second, third))

@@ -3,9 +3,10 @@ import torch
 from safetensors.torch import load_file
 
 from lab.config import apply_overrides, default_config
+from lab.device import pick_device
 from lab.models import build_model
-from lab.sweep import train_run
-from lab.train import fit, make_scheduler, pick_device
+from lab.runner import train_run
+from lab.train import fit, make_scheduler
 
 
 def small(task="classifier", **overrides):

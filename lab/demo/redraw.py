@@ -1,19 +1,18 @@
 """MNIST test digits redrawn as a user draws them on the demo's canvas, and the demo's accuracy on them.
 
-A user draws black on white on a 280x280 canvas, off-centre, larger or smaller than MNIST's 20 px box, with a
-thicker or thinner pen. redraw_digits makes such canvases from real digits (a batch at a time, with torch ops);
-canvas_accuracy runs them through the demo's own classify path (canvas_to_mnist, then the classifier).
+A user draws black on white on the demo's canvas (280 px a side), off-centre, larger or smaller than MNIST's 20 px
+box, with a thicker or thinner pen. redraw_digits makes such canvases from real digits (a batch at a time, with
+torch ops); canvas_accuracy runs them through the demo's own classify path (canvas_to_mnist, then the classifier).
 """
 
 import time
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lab.canvas import canvas_to_mnist
+from lab.demo.canvas import CANVAS_SIDE, canvas_to_mnist
+from lab.stats import latency_ms
 
-CANVAS = 280  # the demo's canvas side in pixels
 UPSCALE = 4  # strokes are thickened or thinned at 4x MNIST's resolution (112 px), so a step is 1/4 pixel
 THRESHOLDS = (0.2, 0.5)  # binarisation level of the upscaled digit: lower -> thicker strokes
 PEN_STEPS = (-1, 3)  # erode (negative) or dilate (positive) by this many 112-px pixels, uniform over the range
@@ -33,7 +32,7 @@ def _morph(x: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def redraw_digits(images: torch.Tensor, generator: torch.Generator, side: int = CANVAS) -> torch.Tensor:
+def redraw_digits(images: torch.Tensor, generator: torch.Generator, side: int = CANVAS_SIDE) -> torch.Tensor:
     """MNIST digits (N, 28, 28) uint8 -> canvases (N, side, side) uint8, black ink on white, as a user would draw."""
     n = images.shape[0]
     x = images.float().div(255.0).unsqueeze(1)  # (N, 1, 28, 28)
@@ -93,10 +92,9 @@ def canvas_accuracy(classifier, images: torch.Tensor, labels: torch.Tensor, seed
                 correct += 1
             else:
                 wrong.append((start + i, int(labels[start + i]), predicted))
-    milliseconds = np.array(latencies) * 1000
+    latency = latency_ms(latencies)
     return {"accuracy": correct / len(labels), "digits": len(labels), "wrong": wrong,
-            "latency_p50_ms": float(np.percentile(milliseconds, 50)),
-            "latency_p95_ms": float(np.percentile(milliseconds, 95))}
+            "latency_p50_ms": latency["p50_ms"], "latency_p95_ms": latency["p95_ms"]}
 
 
 def sample_digits(images: torch.Tensor, labels: torch.Tensor, n: int, seed: int = 0,
@@ -130,7 +128,7 @@ def accuracy_figure(images: torch.Tensor, labels: torch.Tensor, classifier, path
         axes[1, i].set_title(str(predicted), color="black" if predicted == int(labels[i]) else "red", fontsize=9)
         for ax in axes[:, i]:
             ax.set_axis_off()
-    fig.suptitle("MNIST test digits redrawn on a 280 px canvas (top), what the classifier sees and its answer",
-                 fontsize=9)
+    fig.suptitle(f"MNIST test digits redrawn on a {CANVAS_SIDE} px canvas (top), what the classifier sees and its "
+                 "answer", fontsize=9)
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)

@@ -13,19 +13,22 @@ from pathlib import Path
 from lab import paths
 from lab.checkpoints import CheckpointError, load_checkpoint
 from lab.config import flatten
-from lab.sweep import CONFIG_FILE, METRICS_FILE, WEIGHTS_FILE
+from lab.errors import LabError
+from lab.imports import module_path, reachable
+from lab.run_folder import CONFIG_FILE, METRICS_FILE, WEIGHTS_FILE, is_done
 
-DEMO_DIR = paths.ROOT / "demo"
-SPACE_DIR = paths.ROOT / "build" / "space"
-# what the Space needs from the repository: the app, its text files, the shipped weights and example digits
-SPACE_FILES = ("app.py", "README.md", "requirements.txt", "examples.safetensors")
-SPACE_FOLDERS = ("checkpoints",)
+DEMO_DIR, SPACE_DIR = paths.DEMO_DIR, paths.SPACE_DIR
+APP_FILE = "app.py"
+# what the Space needs from the repository: the app, its text files, the shipped weights and example digits, and
+# the lab modules the app imports (space_modules)
+SPACE_FILES = (APP_FILE, "README.md", "requirements.txt", paths.EXAMPLES_FILE)
+SPACE_FOLDERS = (paths.CHECKPOINTS_FOLDER,)
 MODEL_FILES = (CONFIG_FILE, WEIGHTS_FILE, METRICS_FILE)
 CARD_FILE = "README.md"
 RUN_PATTERNS = ["*.json", "*.safetensors"]  # nothing else is downloaded from a model repo
 
 
-class HubError(RuntimeError):
+class HubError(LabError, RuntimeError):
     """A push or download that cannot go ahead; the message says what to fix."""
 
 
@@ -36,7 +39,7 @@ def _not_run_files(folder: str, names: list[str]) -> list[str]:
 
 
 def assemble_space(out: Path = SPACE_DIR, demo_dir: Path = DEMO_DIR) -> Path:
-    """Copy the app, its README (Spaces front matter), requirements, weights, examples and the lab package to out."""
+    """Copy the app, its README (Spaces front matter), requirements, weights, examples and its lab modules to out."""
     missing = [name for name in SPACE_FILES + SPACE_FOLDERS if not (demo_dir / name).exists()]
     if missing:
         raise HubError(f"{demo_dir}: missing {', '.join(missing)}; run `make demo-weights` to make the weights "
@@ -46,11 +49,17 @@ def assemble_space(out: Path = SPACE_DIR, demo_dir: Path = DEMO_DIR) -> Path:
             shutil.copy2(demo_dir / name, staging / name)
         for name in SPACE_FOLDERS:  # run folders: their JSON and safetensors only
             shutil.copytree(demo_dir / name, staging / name, ignore=_not_run_files)
-        (staging / "lab").mkdir()
-        for source in sorted((paths.ROOT / "lab").glob("*.py")):
-            shutil.copy2(source, staging / "lab" / source.name)
+        for source in space_modules(demo_dir / APP_FILE):
+            target = staging / source.relative_to(paths.ROOT)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
 
     return write_folder_atomic(Path(out), fill)
+
+
+def space_modules(app: Path = DEMO_DIR / APP_FILE) -> list[Path]:
+    """The source files of the lab modules the app imports, directly or through others (no training code)."""
+    return sorted(module_path(name, paths.ROOT) for name in reachable(app, paths.ROOT))
 
 
 def write_folder_atomic(out: Path, fill: Callable[[Path], None]) -> Path:
@@ -72,9 +81,9 @@ def write_folder_atomic(out: Path, fill: Callable[[Path], None]) -> Path:
     return out
 
 
-def ship_runs(run_ids: list[str], runs_dir: Path, out: Path = DEMO_DIR / "checkpoints") -> list[Path]:
-    """Copy finished run folders (their JSON and safetensors only) into out, replacing what was there."""
-    missing = [r for r in run_ids if not (Path(runs_dir) / r / METRICS_FILE).is_file()]
+def ship_runs(run_ids: list[str], runs_dir: Path, out: Path | None = None) -> list[Path]:
+    """Copy finished run folders (their JSON and safetensors only) into out (default: the demo's), replacing it."""
+    missing = [r for r in run_ids if not is_done(Path(runs_dir) / r)]
     if missing:
         raise HubError(f"{runs_dir}: unfinished or missing runs {', '.join(missing)}; train them first")
     def fill(staging: Path) -> None:
@@ -82,7 +91,7 @@ def ship_runs(run_ids: list[str], runs_dir: Path, out: Path = DEMO_DIR / "checkp
             shutil.copytree(Path(runs_dir) / rid, staging / rid, ignore=_not_run_files)
             load_checkpoint(staging / rid)  # what ships must load
 
-    out = write_folder_atomic(Path(out), fill)
+    out = write_folder_atomic(Path(out or paths.demo_checkpoints()), fill)
     return [out / rid for rid in run_ids]
 
 

@@ -21,14 +21,16 @@ import torch
 
 from lab.config import RunConfig, run_id
 from lab.data import Dataset
-from lab.sweep import Resources, Sweep, SweepRun, check_resources, done_line, pending_runs, train_run
+from lab.errors import LabError
+from lab.runner import done_line, pending_runs, train_run
+from lab.sweep import Resources, Sweep, SweepRun, check_resources
 
 INSTALL_HINT = "pip install '.[ray]'"
 MARKER_PREFIX = ".ray-driver-"  # a file the driver leaves in the runs dir: a task that cannot see it is on a node
 #                                 that does not share the driver's run folders
 
 
-class ExecutorError(RuntimeError):
+class ExecutorError(LabError, RuntimeError):
     """The Ray executor cannot run the sweep: Ray missing, no cluster at the address, settings it cannot honour."""
 
 

@@ -14,7 +14,8 @@ import torch.nn.functional as F
 FRAME = 28  # the MNIST image side
 BOX = 20  # the digit's longer side after size normalisation
 CENTRE = 14  # where the centre of mass goes, in array indices (as measured on MNIST's test set: 14.0 +- 0.3)
-MIN_SIDE, MAX_SIDE = 8, 2048  # accepted canvas sides in pixels; the demo's canvas is 280
+CANVAS_SIDE = 280  # the demo's canvas in pixels: MNIST's 28 x 10
+MIN_SIDE, MAX_SIDE = 8, 2048  # accepted canvas sides in pixels
 INK_THRESHOLD = 0.2  # ink level in [0, 1] that counts for the bounding box; fainter pixels are paper noise
 FULL_FRACTION = 0.7  # more than this share of the canvas inked is a flooded canvas, not a digit
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601 weights, as PIL's convert("L")
@@ -71,7 +72,7 @@ def check_size(height: int, width: int) -> None:
     """CanvasError unless an image of this size is a canvas the lab reads (MIN_SIDE to MAX_SIDE pixels a side)."""
     if min(height, width) < MIN_SIDE or max(height, width) > MAX_SIDE:
         raise CanvasError(f"the image is {width}x{height} pixels; use a canvas between {MIN_SIDE} and "
-                          f"{MAX_SIDE} pixels on each side (the demo's canvas is 280x280)")
+                          f"{MAX_SIDE} pixels on each side (the demo's canvas is {CANVAS_SIDE}x{CANVAS_SIDE})")
 
 
 def _brightness(image: object) -> np.ndarray:
@@ -139,7 +140,7 @@ def canvas_to_mnist(image: object) -> torch.Tensor:
     return frame
 
 
-def mnist_to_canvas(digit: torch.Tensor | np.ndarray, side: int = 280) -> np.ndarray:
+def mnist_to_canvas(digit: torch.Tensor | np.ndarray, side: int = CANVAS_SIDE) -> np.ndarray:
     """A 28x28 MNIST digit (white on black, uint8 or [0, 1]) -> a (side, side) uint8 canvas, black ink on white."""
     x = torch.as_tensor(np.asarray(digit)).float()
     x = x / 255.0 if x.max() > 1 else x

@@ -1,11 +1,11 @@
 """The benchmark: time to 99% test accuracy (ours against the pytorch/examples MNIST tutorial), throughput and
 peak memory per preset, the demo's classify latency, the demo app under load, and the default sweeps' wall time.
 
-    python -m lab.bench [--quick] [--out PATH] [--seeds N] [--experiments] [--device D]
+    python -m lab.tools.bench [--quick] [--out PATH] [--seeds N] [--experiments] [--device D]
 
 Writes PATH (default experiments/results/benchmark.csv: one row per measure), PATH's `_trials.csv` (one row per
 seed of the time-to-accuracy runs) and `_env.json` (machine, CPU, torch, threads, device) beside it, atomically.
-Every timed piece that counts process start-up runs in a fresh `python -m lab.bench --child ...` process.
+Every timed piece that counts process start-up runs in a fresh `python -m lab.tools.bench --child ...` process.
 """
 
 import argparse
@@ -46,20 +46,9 @@ SECTIONS = ("accuracy", "baseline", "throughput", "latency", "load", "experiment
 
 # ---------------------------------------------------------------------------------------------- environment
 
-def cpu_model() -> str:
-    """The CPU's marketing name (Linux /proc/cpuinfo, else what platform knows)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def bench_environment(device: torch.device, precision: str) -> dict:
     """Where the benchmark ran: the training environment plus CPU model, cores, interop threads and the date."""
-    from lab.train import autocast_dtype, environment, precision_name
+    from lab.device import autocast_dtype, cpu_model, environment, precision_name
 
     return environment(device) | {
         "cpu": cpu_model(), "cpu_cores": os.cpu_count(), "interop_threads": torch.get_num_interop_threads(),
@@ -70,14 +59,14 @@ def bench_environment(device: torch.device, precision: str) -> dict:
 # ---------------------------------------------------------------------------------------------- children
 
 def run_child(spec: dict, timeout: float) -> dict:
-    """Run `python -m lab.bench --child SPEC` in a fresh process; its JSON answer plus process_seconds.
+    """Run `python -m lab.tools.bench --child SPEC` in a fresh process; its JSON answer plus process_seconds.
 
     process_seconds runs from just before the process starts to the moment the child says it reached its goal
     (`reached_at`, a wall-clock time), or to its exit when it has no such moment.
     """
     started = time.time()
     # stdout carries the answer; stderr (progress lines, errors) goes straight to the terminal
-    proc = subprocess.run([sys.executable, "-m", "lab.bench", "--child", json.dumps(spec)], stdout=subprocess.PIPE,
+    proc = subprocess.run([sys.executable, "-m", "lab.tools.bench", "--child", json.dumps(spec)], stdout=subprocess.PIPE,
                           text=True, timeout=timeout, cwd=paths.ROOT,
                           env=os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [
                               str(paths.ROOT), os.environ.get("PYTHONPATH")]))})
@@ -225,7 +214,8 @@ def _child_throughput(spec: dict) -> dict:
     """Train steps and inference passes of one config at its batch size: images/s and peak memory."""
     from lab.config import from_dict
     from lab.data import load_dataset
-    from lab.train import Batcher, autocast_dtype, evaluate, make_optimizer, precision_name, train_step
+    from lab.device import autocast_dtype, precision_name
+    from lab.train import Batcher, evaluate, make_optimizer, train_step
 
     cfg = from_dict(spec["config"])
     device = torch.device(spec["device"])
@@ -421,9 +411,9 @@ def bench_latency(calls: int, device: torch.device, data_dir: Path, log) -> list
     """Item 4: the demo's classify path, raw 280x280 canvas -> probabilities, p50 and p95 over many calls."""
     section, measure = "latency", "classify_ms"
     try:
-        from lab.canvas import canvas_to_mnist
+        from lab.demo.canvas import canvas_to_mnist
     except ImportError as error:
-        return [_row(section, "demo classify", measure, float("nan"), "ms", note=f"skipped: no lab.canvas ({error})")]
+        return [_row(section, "demo classify", measure, float("nan"), "ms", note=f"skipped: no lab.demo.canvas ({error})")]
     from lab.checkpoints import find_checkpoints
     from lab.data import load_dataset
 
@@ -455,7 +445,7 @@ def bench_load(clients: int, requests: int, log) -> list[dict]:
     """Item 5: the demo app under load through gradio_client: errors, latency p50/p95, throughput."""
     section = "load"
     try:
-        from lab.loadtest import MIX, LoadError, format_summary, load_test
+        from lab.tools.loadtest import MIX, LoadError, format_summary, load_test
     except ImportError as error:  # gradio_client is in the demo extra
         return [_row(section, "demo app", "latency_ms_p50", float("nan"), "ms", note=f"skipped: {error}")]
     try:
@@ -493,7 +483,8 @@ def bench_load(clients: int, requests: int, log) -> list[dict]:
 
 def bench_experiments(run: bool, device: torch.device, data_dir: Path, log, precision: str = "auto") -> list[dict]:
     """Item 5: per-sweep wall time of the default profile: trained now into a temp folder, or from the tables."""
-    from lab.sweep import datasets_for, load_sweeps, run_sweep
+    from lab.runner import datasets_for, run_sweep
+    from lab.sweep import load_sweeps
 
     sweeps = load_sweeps([paths.EXPERIMENTS_DIR / f"{stem}.toml" for stem in SWEEP_FILES])
     rows = []
@@ -570,7 +561,7 @@ def write_results(out: Path, rows: list[dict], trials: list[dict], env: dict) ->
     """The three files, each atomically."""
     import pandas as pd
 
-    from lab.sweep import write_atomic, write_json
+    from lab.run_folder import write_atomic, write_json
 
     summary_path, trials_path, env_path = output_paths(out)
     summary_path.parent.mkdir(parents=True, exist_ok=True)
@@ -673,7 +664,7 @@ def plot_load(summary):
 # ---------------------------------------------------------------------------------------------- main
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m lab.bench", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m lab.tools.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
                         help="a short run for CI (under two minutes): one seed, a capped baseline, short timings")
@@ -707,7 +698,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(child_main(json.loads(args.child))))
         return 0
     from lab.data import load_dataset
-    from lab.train import pick_device
+    from lab.device import pick_device
 
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     unknown = sorted(set(sections) - set(SECTIONS))

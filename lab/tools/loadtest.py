@@ -1,6 +1,6 @@
 """The demo under load: many gradio_client clients at once, each sending a mix of requests, timed end to end.
 
-    python -m lab.loadtest [--url URL] [--clients 20] [--requests 50] [--json PATH]
+    python -m lab.tools.loadtest [--url URL] [--clients 20] [--requests 50] [--json PATH]
 
 Without --url it starts demo/app.py on 127.0.0.1 (offline, the shipped weights) and stops it afterwards. Every
 client is its own gradio_client.Client on its own thread, so requests go through the upload route, the queue
@@ -22,10 +22,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from lab import paths
+from lab.stats import latency_ms
 
-APP = paths.ROOT / "demo" / "app.py"
-SHIPPED = paths.ROOT / "demo" / "checkpoints"
-EXAMPLES = paths.ROOT / "demo" / "examples.safetensors"
+APP = paths.DEMO_DIR / "app.py"
+SHIPPED = paths.demo_checkpoints()
+EXAMPLES = paths.DEMO_DIR / paths.EXAMPLES_FILE
 # no analytics calls and no Hub downloads from the app or the clients; 127.0.0.1 never goes through a proxy
 OFFLINE = {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "NO_PROXY": "127.0.0.1,localhost"}
 # the share of each endpoint in the mix: mostly classify, as the demo's first tab is used most
@@ -91,7 +92,7 @@ def digit_files(folder: Path, per_class: int = 3) -> list[tuple[Path, int]]:
     from PIL import Image
     from safetensors.torch import load_file
 
-    from lab.canvas import mnist_to_canvas
+    from lab.demo.canvas import mnist_to_canvas
 
     tensors = load_file(str(EXAMPLES))
     images, labels = tensors["images"], tensors["labels"]
@@ -185,14 +186,6 @@ def run_load(url: str, clients: int = CLIENTS, requests: int = REQUESTS, seed: i
     return calls, wall
 
 
-def percentile(values: list[float], q: float) -> float:
-    """The q-quantile (0-1) by nearest rank of sorted values; NaN when there are none."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
-
-
 def summarize(calls: list[Call], wall: float, clients: int, requests: int) -> dict:
     """Errors, latency p50/p95/max (ms) overall and per endpoint, throughput, and classify accuracy."""
     ok = [c for c in calls if c.ok]
@@ -205,9 +198,7 @@ def summarize(calls: list[Call], wall: float, clients: int, requests: int) -> di
         "endpoints": {},
     }
     for name in ["all"] + [m[0] for m in MIX]:
-        ms = [c.seconds * 1000 for c in ok if name in ("all", c.endpoint)]
-        summary["endpoints"][name] = {"n": len(ms), "p50_ms": percentile(ms, 0.5), "p95_ms": percentile(ms, 0.95),
-                                      "max_ms": max(ms) if ms else float("nan")}
+        summary["endpoints"][name] = latency_ms([c.seconds for c in ok if name in ("all", c.endpoint)])
     return summary
 
 
@@ -264,7 +255,7 @@ def load_test(clients: int = CLIENTS, requests: int = REQUESTS, url: str | None 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lab.loadtest", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m lab.tools.loadtest", description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", help="a running demo (default: start demo/app.py on 127.0.0.1)")
     parser.add_argument("--clients", type=int, default=CLIENTS, help=f"concurrent clients (default {CLIENTS})")
     parser.add_argument("--requests", type=int, default=REQUESTS, help=f"requests per client (default {REQUESTS})")
@@ -284,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(format_summary(summary))
     if args.json:
-        from lab.sweep import write_json
+        from lab.run_folder import write_json
         write_json(Path(args.json), summary)
         print(f"  written: {args.json}")
     return 0 if summary["errors"] == 0 else 1

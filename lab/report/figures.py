@@ -8,7 +8,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
-from lab.analysis import pareto_front, percent, unique_runs, value_label
+from lab.report.analysis import pareto_front, percent, unique_runs, value_label
 
 INK = "gray_r"  # digits as dark strokes on white, as a reader writes them
 PCA_COLOR, AE_COLOR = "#7f7f7f", "#1f77b4"

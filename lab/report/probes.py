@@ -5,7 +5,6 @@ Inference only, never training. Run folders come from the runs dir named in the 
 figure becomes a visible note (`shown`) that says what is missing and how to get it.
 """
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,17 +15,11 @@ import pandas as pd
 import torch
 
 from lab import paths
-from lab.analysis import Missing, callout, confusion, unique_runs, value_label
 from lab.checkpoints import Checkpoint, CheckpointError, find_checkpoints, load_checkpoint
 from lab.data import DataError, Split, load_dataset, random_affine
+from lab.report.analysis import Missing, callout, confusion, unique_runs, value_label
 
-FALLBACK_ENV = "LAB_DEMO_CHECKPOINTS"  # folder of run folders to fall back on; default demo/checkpoints/
 DIGIT_PAIRS = ((1, 7), (3, 8), (4, 9), (0, 6), (2, 5))  # digits that share strokes: their blends are telling
-
-
-def fallback_dir() -> Path:
-    """Where the demo's small checkpoints live (LAB_DEMO_CHECKPOINTS, else demo/checkpoints/)."""
-    return Path(os.environ.get(FALLBACK_ENV) or paths.ROOT / "demo" / "checkpoints").expanduser().resolve()
 
 
 def _try_load(folder: Path) -> Checkpoint | None:
@@ -60,13 +53,13 @@ def choose_checkpoint(run_id: str | None, task: str, runs_dir: str | Path | None
             return Chosen(found, f"Checkpoint: run `{run_id}` from `{runs}` ({found.describe()}).")
     absent = (f"run `{run_id}` is not in `{runs}`" if run_id else "the table names no run") + \
         " (run folders are not committed: `make experiments` trains them)"
-    spare, _ = find_checkpoints(fallback_dir(), task)
+    spare, _ = find_checkpoints(paths.demo_checkpoints(), task)
     if not spare:
-        return Chosen(None, f"No checkpoint to show: {absent}, and `{fallback_dir()}` holds no {task} checkpoint.")
+        return Chosen(None, f"No checkpoint to show: {absent}, and `{paths.demo_checkpoints()}` holds no {task} checkpoint.")
     exact = [c for c in spare if c.run_id == run_id]
     pick = exact[0] if exact else max(spare, key=score or (lambda c: 0.0))
     return Chosen(pick, f"Checkpoint: {absent}, so this shows the demo's checkpoint `{pick.folder.name}` from "
-                        f"`{fallback_dir()}` instead ({pick.describe()}).")
+                        f"`{paths.demo_checkpoints()}` instead ({pick.describe()}).")
 
 
 @dataclass
@@ -101,15 +94,15 @@ def table_checkpoints(table: pd.DataFrame | None, task: str, runs_dir: str | Pat
             found.source += (f" Not on disk, so not shown: {len(found.missing)} ({named}); `make experiments` "
                              f"trains them.")
         return found
-    spare, _ = find_checkpoints(fallback_dir(), task)
+    spare, _ = find_checkpoints(paths.demo_checkpoints(), task)
     absent = (f"none of the table's {len(found.missing)} runs is in `{runs}` (run folders are not committed: "
               f"`make experiments` trains them)")
     if not spare:
-        found.source = f"No checkpoints to show: {absent}, and `{fallback_dir()}` holds no {task} checkpoint."
+        found.source = f"No checkpoints to show: {absent}, and `{paths.demo_checkpoints()}` holds no {task} checkpoint."
         return found
     found.pairs = [(None, c) for c in spare]
     found.source = (f"Checkpoints: {absent}, so these figures show the demo's {len(spare)} {task} checkpoints from "
-                    f"`{fallback_dir()}` instead.")
+                    f"`{paths.demo_checkpoints()}` instead.")
     return found
 
 

@@ -1,0 +1,185 @@
+"""The demo's commands of `python -m lab`: example digits, accuracy on redrawn digits, shipped weights, the Hub.
+
+Each command's parser sits beside its handler; lab/__main__.py registers DEMO_COMMANDS. Only argparse and the
+lab's path and option helpers are imported here; each handler imports what it uses.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from lab import paths
+from lab.cli import add_data_dir, add_runs_dir
+from lab.errors import USAGE_ERROR
+
+# ------------------------------------------------------------------------------------------------ demo-examples
+
+
+def cmd_demo_examples(args: argparse.Namespace) -> int:
+    from safetensors.torch import save_file
+
+    from lab.data import load_dataset
+    from lab.demo.redraw import example_digits
+    from lab.run_folder import write_atomic
+    dataset = load_dataset("mnist", paths.data_dir(args.data_dir))
+    tensors = example_digits(dataset.test.images, dataset.test.labels, args.per_class)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(out, lambda p: save_file(tensors, str(p), metadata={"source": "MNIST test set"}))
+    print(f"{len(tensors['labels'])} test digits ({args.per_class} per class) -> {out}")
+    return 0
+
+
+def add_demo_examples(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo-examples", help="save real MNIST test digits for the demo's example buttons",
+                       description="Save the first digits of each class of the MNIST test set as safetensors, "
+                                   "for the demo's example buttons (the Space has no dataset).")
+    p.add_argument("--out", default=str(paths.DEMO_DIR / paths.EXAMPLES_FILE))
+    p.add_argument("--per-class", type=int, default=5)
+    add_data_dir(p)
+    p.set_defaults(func=cmd_demo_examples)
+
+
+# ------------------------------------------------------------------------------------------------ demo-accuracy
+
+def demo_classifier(checkpoint: str | None):
+    """The named classifier run folder, else the best classifier the demo ships; CheckpointError if none."""
+    from lab.checkpoints import CheckpointError, find_checkpoints, load_checkpoint
+    from lab.run_folder import best_first
+    if checkpoint:
+        return load_checkpoint(checkpoint)
+    folder = paths.demo_checkpoints()
+    found, _ = find_checkpoints(folder, task="classifier")
+    if not found:
+        raise CheckpointError(f"{folder}: no classifier; run `make demo-weights`")
+    return best_first("classifier", found, lambda c: c.metrics)[0]
+
+
+def cmd_demo_accuracy(args: argparse.Namespace) -> int:
+    import torch
+
+    from lab.data import load_dataset
+    from lab.demo.canvas import CANVAS_SIDE
+    from lab.demo.redraw import accuracy_figure, canvas_accuracy, sample_digits
+    from lab.run_folder import write_json
+    torch.set_num_threads(args.threads)
+    classifier = demo_classifier(args.checkpoint)
+    dataset = load_dataset("mnist", paths.data_dir(args.data_dir))
+    images, labels = sample_digits(dataset.test.images, dataset.test.labels, args.digits, args.seed)
+    print(f"{classifier.describe()}: classifying {args.digits} MNIST test digits redrawn on a {CANVAS_SIDE} px "
+          f"canvas, one call each (canvas_to_mnist + probabilities, {args.threads} thread)")
+    result = canvas_accuracy(classifier, images, labels, seed=args.seed)
+    result |= {"checkpoint": classifier.run_id, "seed": args.seed, "threads": args.threads}
+    print(f"accuracy {result['accuracy']:.2%} ({len(result['wrong'])} wrong of {result['digits']}); "
+          f"latency per call p50 {result['latency_p50_ms']:.2f} ms, p95 {result['latency_p95_ms']:.2f} ms")
+    if args.json:
+        write_json(Path(args.json), result)
+        print(f"  results: {args.json}")
+    if args.figure:
+        Path(args.figure).parent.mkdir(parents=True, exist_ok=True)
+        accuracy_figure(images, labels, classifier, args.figure, seed=args.seed)
+        print(f"  figure: {args.figure}")
+    return 0 if not args.min_accuracy or result["accuracy"] >= args.min_accuracy else 1
+
+
+def add_demo_accuracy(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo-accuracy", help="accuracy and latency of the demo's classify path on redrawn digits",
+                       description="Redraw MNIST test digits as a user draws them on the demo's canvas "
+                                   "(black on white, off-centre, larger or smaller, thicker or thinner strokes) "
+                                   "and classify each through canvas_to_mnist + the classifier, timing each call.")
+    p.add_argument("--checkpoint", help="classifier run folder (default: the best in demo/checkpoints)")
+    p.add_argument("--digits", type=int, default=2000, help="test digits to redraw (default: 2000)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch threads, as the demo uses (default: 1)")
+    p.add_argument("--json", help="also write the results to this JSON file")
+    p.add_argument("--figure", help="also save a figure of redrawn digits and the answers (PNG)")
+    p.add_argument("--min-accuracy", type=float, default=0.0, help="exit 1 below this accuracy, e.g. 0.98")
+    add_data_dir(p)
+    p.set_defaults(func=cmd_demo_accuracy)
+
+
+# ------------------------------------------------------------------------------------------------ ship-demo-weights
+
+def cmd_ship_demo_weights(args: argparse.Namespace) -> int:
+    from lab.demo.hub import ship_runs
+    from lab.sweep import load_sweeps
+    sweeps = load_sweeps(args.files)
+    run_ids = [r.run_id for s in sweeps for r in s.unique_runs()]
+    for folder in ship_runs(run_ids, paths.runs_dir(args.runs_dir), Path(args.out)):
+        print(f"shipped {folder}")
+    return 0
+
+
+def add_ship_demo_weights(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ship-demo-weights", help="copy the finished runs of sweep files into demo/checkpoints",
+                       description="Copy the runs of the demo's sweep files (JSON and safetensors only) into "
+                                   "demo/checkpoints, replacing what was there in one step.")
+    p.add_argument("files", nargs="+", metavar="FILE", help="sweep files, e.g. demo/weights_classifier.toml")
+    p.add_argument("--out", default=str(paths.demo_checkpoints()))
+    add_runs_dir(p)
+    p.set_defaults(func=cmd_ship_demo_weights)
+
+
+# ------------------------------------------------------------------------------------------------ the Hub
+
+def cmd_space(args: argparse.Namespace) -> int:
+    from lab.demo.hub import assemble_space, format_listing, list_files
+    out = assemble_space(Path(args.out))
+    print(f"Space folder ready: {out}\n{format_listing(list_files(out))}")
+    return 0
+
+
+def add_space(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("space", help="assemble the Hugging Face Space folder (build/space)",
+                       description="Copy the demo app, its README and requirements, the shipped weights, the "
+                                   "example digits and the lab modules the app uses into one folder ready to push.")
+    p.add_argument("--out", default=str(paths.SPACE_DIR))
+    p.set_defaults(func=cmd_space)
+
+
+def cmd_push_space(args: argparse.Namespace) -> int:
+    from lab.demo.hub import assemble_space, format_listing, list_files, push_space
+    folder = Path(args.folder) if args.folder else assemble_space()
+    if not (folder / "app.py").is_file():
+        print(f"error: {folder}: no app.py; run `make space` first", file=sys.stderr)
+        return USAGE_ERROR
+    print(f"{'would upload' if args.dry_run else 'uploading'} {folder} to the Space {args.repo}:")
+    print(format_listing(list_files(folder)))
+    if not args.dry_run:
+        print(f"done: {push_space(args.repo, folder, private=args.private)}")
+    return 0
+
+
+def add_push_space(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("push-space", help="create the demo's Space on the Hugging Face Hub and upload it",
+                       description="Assemble build/space (or take --folder) and upload it to a Gradio Space, "
+                                   "creating it if needed. Token: HF_TOKEN or `hf auth login`.")
+    p.add_argument("--repo", required=True, help="USER/NAME of the Space")
+    p.add_argument("--folder", help="an assembled Space folder (default: assemble build/space now)")
+    p.add_argument("--dry-run", action="store_true", help="list the files and sizes; no network")
+    p.add_argument("--private", action="store_true")
+    p.set_defaults(func=cmd_push_space)
+
+
+def cmd_push_model(args: argparse.Namespace) -> int:
+    from lab.demo.hub import format_listing, push_model
+    files, url = push_model(Path(args.run_folder), args.repo, private=args.private, dry_run=args.dry_run)
+    print(f"{'would upload' if args.dry_run else 'uploaded'} to the model repo {args.repo}:\n{format_listing(files)}")
+    if url:
+        print(f"done: {url}")
+    return 0
+
+
+def add_push_model(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("push-model", help="upload a run folder to a Hugging Face model repo with a model card",
+                       description="Upload a finished run's config.json, weights.safetensors and metrics.json with "
+                                   "a generated model card (README.md) holding its config and metrics.")
+    p.add_argument("run_folder", metavar="RUN_FOLDER")
+    p.add_argument("--repo", required=True, help="USER/NAME of the model repo")
+    p.add_argument("--dry-run", action="store_true", help="list the files and sizes; no network")
+    p.add_argument("--private", action="store_true")
+    p.set_defaults(func=cmd_push_model)
+
+
+DEMO_COMMANDS = (add_demo_examples, add_demo_accuracy, add_ship_demo_weights, add_space, add_push_space,
+                 add_push_model)

@@ -1,0 +1,91 @@
+"""How a run is computed, as opposed to what it is: the device, the precision, and the environment record.
+
+None of this is part of a run's config or id; metrics.json records it beside the numbers.
+"""
+
+import contextlib
+import platform
+import subprocess
+from pathlib import Path
+
+import torch
+
+from lab.config import PRECISIONS, ConfigError
+from lab.paths import ROOT
+
+
+def pick_device(name: str | None = None) -> torch.device:
+    """The given device, else cuda, else mps, else cpu."""
+    if name:
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether the device computes bf16 matmuls and convs in hardware (emulated bf16 would be slower than fp32)."""
+    if device.type == "cuda":
+        try:
+            return torch.cuda.is_bf16_supported(including_emulation=False)  # Ampere or newer
+        except TypeError:  # older torch: no emulation to rule out
+            return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        cpu = torch.cpu  # AVX-512 BF16 (e.g. AMD Zen 4, Intel Cooper Lake) or AMX (Intel Sapphire Rapids)
+        return any(getattr(cpu, name, lambda: False)() for name in ("_is_avx512_bf16_supported",
+                                                                     "_is_amx_tile_supported"))
+    return False
+
+
+def autocast_dtype(precision: str, device: torch.device, task: str = "classifier") -> torch.dtype | None:
+    """The dtype a model's convs and matmuls autocast to for a precision setting, or None for plain float32."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision: {precision!r} is not one of {', '.join(PRECISIONS)}")
+    # auto keeps autoencoders in fp32 on a CPU: in the default sweep their training was slower in bf16
+    # (conv_ae runs: 399 s of training in bf16, 354 s in fp32, same afternoon); classifiers trained 1.2-1.4x faster
+    auto_bf16 = native_bf16(device) and not (task == "autoencoder" and device.type == "cpu")
+    if precision == "bf16" or (precision == "auto" and auto_bf16):
+        return torch.bfloat16
+    return None
+
+
+def precision_name(dtype: torch.dtype | None) -> str:
+    """"bf16" or "fp32": what a run computed in, for its metrics."""
+    return "fp32" if dtype is None else {torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """torch.autocast to dtype on the device, or a no-op for float32."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def environment(device: torch.device) -> dict:
+    """What produced a result: versions, device, threads, the project's git commit."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                                timeout=5).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    return {
+        "torch_version": torch.__version__,
+        "device": str(device) if device.type != "cuda" else f"cuda ({torch.cuda.get_device_name(device)})",
+        "threads": torch.get_num_threads(),
+        "python_version": platform.python_version(),
+        "machine": platform.machine(),
+        "git_commit": commit,
+    }
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name (Linux /proc/cpuinfo, else what platform knows)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
