@@ -38,11 +38,19 @@ verify: install ## check every run folder in experiments/runs (LAB_RUNS_DIR): co
 bench: install ## time to 99% against the pytorch/examples baseline, throughput, latency (BENCH_ARGS=--quick)
 	$(PY) -m lab.tools.bench $(BENCH_ARGS)
 
-test: install ## run the tests (real MNIST: set LAB_DATA_DIR when offline)
+test: install ## the fast tests (about 1-2 min on 2 cores; skips those marked slow); real MNIST: LAB_DATA_DIR offline
+	$(PY) -m pytest -m "not slow"
+
+.PHONY: test-full
+test-full: install ## every test, slow ones too (trainings, app servers, the kill test): what CI runs
 	$(PY) -m pytest
 
 lint: install ## ruff
-	$(PY) -m ruff check lab tests
+	$(PY) -m ruff check lab tests demo
+
+.PHONY: readme
+readme: install ## rewrite the README's results block from the committed tables (a test fails when it is stale)
+	$(PY) -m lab.tools.readme
 
 .PHONY: report
 REPORT_INPUTS = $${LAB_RESULTS_DIR:-experiments/results} lab report/_quarto.yml

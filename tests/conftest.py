@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+from sweep_files import SMALL_CLASSIFIER, sweep_toml
 
 from lab import paths
 from lab.data import DataError, load_dataset
@@ -39,27 +40,11 @@ def mnist(data_root):
         pytest.skip(str(error))
 
 
-TINY_SWEEP = """
-name = "tiny"
-task = "classifier"
-description = "two small runs on 500 images"
-
-[base]
-data.train_limit = 500
-model.channels = [[4], [8]]
-model.kernel_sizes = [3, 3]
-train.epochs = 1
-train.batch_size = 50
-train.lr = 0.01
-
-[[grid]]
-group = "norm"
-model.norm = ["batch", "none"]
-
-[[grid]]
-group = "seed"
-seed = [0, 1]
-"""
+TINY_SWEEP = sweep_toml(
+    "tiny", "classifier", SMALL_CLASSIFIER | {"data.train_limit": 500, "train.epochs": 1, "train.batch_size": 50,
+                                             "train.lr": 0.01},
+    grids=({"group": "norm", "model.norm": ["batch", "none"]}, {"group": "seed", "seed": [0, 1]}),
+    description="two small runs on 500 images")
 
 
 @pytest.fixture

@@ -61,11 +61,13 @@ def test_shipped_weights_load():
         assert f"latent {checkpoint.config.model.latent_dim}" in label
 
 
+@pytest.mark.slow
 def test_endpoints_are_named(client):
     assert {"/classify", "/interpolate", "/reconstruct"} <= set(client.view_api(print_info=False,
                                                                                 return_format="dict")["named_endpoints"])
 
 
+@pytest.mark.slow
 def test_classify_reads_digits_drawn_on_the_canvas(client, mnist, tmp_path):
     canvases = redraw_digits(mnist.test.images[:20], torch.Generator().manual_seed(0)).numpy()
     right = 0
@@ -80,6 +82,7 @@ def test_classify_reads_digits_drawn_on_the_canvas(client, mnist, tmp_path):
     assert right >= 19
 
 
+@pytest.mark.slow
 def test_classify_takes_the_picked_checkpoint_by_label_only(client, tmp_path):
     seven = save(tmp_path, "seven", mnist_to_canvas(demo_app.load_examples()[7][0]))
     label = next(iter(demo_app.load_models(SHIPPED).classifiers))
@@ -88,6 +91,7 @@ def test_classify_takes_the_picked_checkpoint_by_label_only(client, tmp_path):
         client.predict(seven, "../../etc/passwd", api_name="/classify")
 
 
+@pytest.mark.slow
 def test_interpolate_decodes_the_line_between_two_codes(client, tmp_path):
     blank = save(tmp_path, "blank", np.full((280, 280), 255, np.uint8))
     latent, fade = client.predict(blank, blank, "test digit 3", "test digit 8", 6, None, api_name="/interpolate")
@@ -101,12 +105,14 @@ def test_interpolate_decodes_the_line_between_two_codes(client, tmp_path):
     assert middle.max() > 128  # the decoded path draws digits, not a blank
 
 
+@pytest.mark.slow
 def test_interpolate_uses_drawings(client, tmp_path):
     one = save(tmp_path, "one", mnist_to_canvas(demo_app.load_examples()[1][0]))
     latent, fade = client.predict(one, one, "my drawing", "my drawing", 2, None, api_name="/interpolate")
     assert read(latent).shape == (224, (2 * 30 - 2) * 8)
 
 
+@pytest.mark.slow
 def test_reconstruct_returns_both_images_and_the_mse(client, tmp_path):
     four = save(tmp_path, "four", mnist_to_canvas(demo_app.load_examples()[4][0]))
     digit, reconstruction, mse = client.predict(four, None, api_name="/reconstruct")
@@ -116,6 +122,7 @@ def test_reconstruct_returns_both_images_and_the_mse(client, tmp_path):
     assert mse == pytest.approx(ours, abs=2e-3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pixels, message", [
     (np.full((280, 280), 255, np.uint8), "empty"),
     (np.zeros((280, 280), np.uint8), "ink"),
@@ -132,6 +139,7 @@ def test_importing_the_app_writes_nothing_beside_it():
     assert not APP.with_suffix(".pyi").exists()  # Gradio writes stubs beside Component subclasses: there are none
 
 
+@pytest.mark.slow
 def test_uploads_that_are_not_drawings_get_a_message(client, tmp_path):
     """Whatever is uploaded in place of a drawing: a sentence that says what to send, and the app carries on."""
     garbage = tmp_path / "garbage.png"
@@ -152,6 +160,7 @@ def test_uploads_that_are_not_drawings_get_a_message(client, tmp_path):
     assert client.predict(seven, None, api_name="/classify")[1]["label"] == "7"  # still serving
 
 
+@pytest.mark.slow
 def test_bad_steps_are_refused(client, tmp_path):
     blank = save(tmp_path, "blank", np.full((280, 280), 255, np.uint8))
     with pytest.raises(AppError, match="greater than maximum value 16"):
@@ -189,6 +198,7 @@ def test_no_checkpoints_means_a_message_in_the_ui(tmp_path):
         demo.close()
 
 
+@pytest.mark.slow
 def test_the_space_folder_runs_on_its_own(tmp_path):
     space = assemble_space(tmp_path / "space")
     proc, url = start_app(tmp_path / "space.log", app=space / "app.py", cwd=tmp_path)

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import torch
 from safetensors.torch import load_file
+from sweep_files import SMALL_AUTOENCODER, SMALL_CLASSIFIER, sweep_toml
 
 from lab import paths
 from lab.checkpoints import load_checkpoint
@@ -22,45 +23,15 @@ from lab.sweep import load_sweep
 
 # Two sweeps (one command) of short runs on 2,000 real MNIST images, 4 epochs each: a classifier with augmentation,
 # dropout and onecycle AdamW, one with SGD and an exponential schedule, a conv autoencoder, and PCA (no epochs).
-CLASSIFIERS = """
-name = "kill_cnn"
-task = "classifier"
-[base]
-data.train_limit = 2000
-model.channels = [[4], [8]]
-model.kernel_sizes = [3, 3]
-train.epochs = 4
-train.batch_size = 100
-[[grid]]
-group = "augment"
-data.augment = [true]
-model.dropout = [0.2]
-train.optimizer = ["adamw"]
-train.schedule = ["onecycle"]
-train.lr = [0.01]
-[[grid]]
-group = "sgd"
-train.optimizer = ["sgd"]
-train.schedule = ["exponential"]
-train.lr = [0.05]
-"""
-AUTOENCODERS = """
-name = "kill_ae"
-task = "autoencoder"
-[base]
-data.train_limit = 2000
-model.channels = [4, 8]
-model.latent_dim = 4
-train.epochs = 4
-train.batch_size = 100
-train.lr = 0.003
-[[grid]]
-group = "conv"
-seed = [0]
-[[grid]]
-group = "pca"
-model.preset = ["pca"]
-"""
+CLASSIFIERS = sweep_toml(
+    "kill_cnn", "classifier", SMALL_CLASSIFIER | {"data.train_limit": 2000, "train.epochs": 4, "train.batch_size": 100},
+    grids=({"group": "augment", "data.augment": [True], "model.dropout": [0.2], "train.optimizer": ["adamw"],
+            "train.schedule": ["onecycle"], "train.lr": [0.01]},
+           {"group": "sgd", "train.optimizer": ["sgd"], "train.schedule": ["exponential"], "train.lr": [0.05]}))
+AUTOENCODERS = sweep_toml(
+    "kill_ae", "autoencoder", SMALL_AUTOENCODER | {"data.train_limit": 2000, "model.latent_dim": 4, "train.epochs": 4,
+                                                   "train.batch_size": 100, "train.lr": 0.003},
+    grids=({"group": "conv", "seed": [0]}, {"group": "pca", "model.preset": ["pca"]}))
 KILLS = 8  # SIGKILLs to survive
 SEED = int(os.environ.get("LAB_KILL_SEED", "6"))  # of the kill schedule; LAB_KILL_SEED=N tries another
 # what may differ between two runs of one config: time, and the environment that records it

@@ -69,6 +69,7 @@ def test_limits_are_set_on_purpose():
     assert all(fn.concurrency_limit == "default" for fn in demo.fns.values())  # no event opts out of the limit
 
 
+@pytest.mark.slow
 def test_an_upload_over_the_size_limit_is_refused(app_url, tmp_path):
     big = tmp_path / "big.png"
     big.write_bytes(b"\x89PNG\r\n\x1a\n" + np.random.default_rng(0).bytes(3 * 1024 * 1024))  # 3 MB > 2 MB
@@ -101,6 +102,7 @@ def test_bench_names_the_run_the_kept_rows_came_from(tmp_path):
         assert env["kept_from"]["date"] == "first"
 
 
+@pytest.mark.slow
 def test_a_full_queue_refuses_with_a_message_and_recovers(monkeypatch, tmp_path):
     """More requests at once than the queue holds: the extra ones are told the queue is full; the app keeps serving."""
     monkeypatch.setattr(demo_app, "MAX_QUEUE", 3)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from sweep_files import SMALL_CLASSIFIER, sweep_toml
 
 from lab.__main__ import main
 from lab.config import run_id
@@ -21,38 +22,14 @@ ray = pytest.importorskip("ray")
 # what differs between two trainings of one config: wall times, the moment, and (for tables) nothing else
 TIME_KEYS = {"train_seconds", "total_seconds", "epoch_seconds", "finished_at"}
 
-CLASSIFIERS = """
-name = "ray_cls"
-task = "classifier"
-
-[base]
-data.train_limit = 600
-model.preset = "fast_cnn"
-model.channels = [[4], [8]]
-model.kernel_sizes = [3, 3]
-train.epochs = 1
-train.batch_size = 100
-
-[grid]
-train.lr = [0.003, 0.01]
-
-[resources]
-cpus = 1
-"""
-
-AUTOENCODER = """
-name = "ray_ae"
-task = "autoencoder"
-
-[base]
-data.train_limit = 300
-model.latent_dim = 4
-train.epochs = 1
-train.batch_size = 100
-
-[resources]
-cpus = 1
-"""
+CLASSIFIERS = sweep_toml(
+    "ray_cls", "classifier", SMALL_CLASSIFIER | {"data.train_limit": 600, "model.preset": "fast_cnn", "train.epochs": 1,
+                                                "train.batch_size": 100},
+    grids=({"train.lr": [0.003, 0.01]},), resources={"cpus": 1})
+AUTOENCODER = sweep_toml(
+    "ray_ae", "autoencoder",
+    {"data.train_limit": 300, "model.latent_dim": 4, "train.epochs": 1, "train.batch_size": 100},
+    resources={"cpus": 1})
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ import pytest
 import yaml
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 from nbclient import NotebookClient
+from sweep_files import SMALL_AUTOENCODER, SMALL_CLASSIFIER, sweep_toml
 
 from lab import paths
 from lab.results import write_tables
@@ -32,60 +33,17 @@ FIG_CAP = re.compile(r"^#\|\s*fig-cap:", re.M)
 TABLE_FIGURES = {"plot-pareto", "plot-curves", "plot-ablations", "plot-mse", "plot-groups"}
 KERNEL_CHECK = "import sys; print(sys.executable, end='')"
 
+TINY = {"data.train_limit": 300, "train.batch_size": 50, "train.lr": 0.01, "train.epochs": 1}
 TINY_SWEEPS = {
-    "cnn_hparams": """
-name = "cnn_hparams"
-task = "classifier"
-[base]
-data.train_limit = 300
-model.channels = [[4], [8]]
-model.kernel_sizes = [3, 3]
-train.batch_size = 50
-train.lr = 0.01
-train.epochs = 1
-[[grid]]
-group = "width_epochs"
-train.epochs = [1, 2]
-[[grid]]
-group = "activation"
-model.activation = ["relu", "tanh"]
-""",
-    "cnn_ablations": """
-name = "cnn_ablations"
-task = "classifier"
-[base]
-data.train_limit = 300
-model.channels = [[4], [8]]
-model.kernel_sizes = [3, 3]
-train.batch_size = 50
-train.lr = 0.01
-train.epochs = 1
-[[grid]]
-group = "norm"
-model.norm = ["batch", "none"]
-seed = [0, 1]
-""",
-    "autoencoder": """
-name = "autoencoder"
-task = "autoencoder"
-[base]
-data.train_limit = 300
-model.channels = [4, 8]
-model.latent_dim = 3
-train.batch_size = 50
-train.lr = 0.01
-train.epochs = 1
-[[grid]]
-group = "latent_dim"
-model.latent_dim = [2, 3]
-[[grid]]
-group = "pca"
-model.preset = ["pca"]
-model.latent_dim = [2, 3]
-[[grid]]
-group = "activation"
-model.activation = ["relu", "tanh"]
-""",
+    "cnn_hparams": sweep_toml("cnn_hparams", "classifier", SMALL_CLASSIFIER | TINY, grids=(
+        {"group": "width_epochs", "train.epochs": [1, 2]},
+        {"group": "activation", "model.activation": ["relu", "tanh"]})),
+    "cnn_ablations": sweep_toml("cnn_ablations", "classifier", SMALL_CLASSIFIER | TINY, grids=(
+        {"group": "norm", "model.norm": ["batch", "none"], "seed": [0, 1]},)),
+    "autoencoder": sweep_toml("autoencoder", "autoencoder", SMALL_AUTOENCODER | TINY | {"model.latent_dim": 3}, grids=(
+        {"group": "latent_dim", "model.latent_dim": [2, 3]},
+        {"group": "pca", "model.preset": ["pca"], "model.latent_dim": [2, 3]},
+        {"group": "activation", "model.activation": ["relu", "tanh"]})),
 }
 
 
