@@ -11,7 +11,9 @@ import torch
 
 from lab import paths
 from lab.config import ConfigError, apply_overrides, default_config
+from lab.demo.canvas import mnist_to_canvas
 from lab.device import autocast_dtype
+from lab.report import benchmark
 from lab.tools import bench
 from lab.train import fit
 
@@ -25,13 +27,12 @@ def test_the_baseline_is_the_tutorial_network():
     assert (net.dropout1.p, net.dropout2.p) == (0.25, 0.5)
 
 
-def test_digit_canvas_is_black_ink_on_white_rgba():
+def test_the_latency_canvas_is_black_ink_on_white():
     digit = torch.zeros(28, 28, dtype=torch.uint8)
     digit[10:18, 13:15] = 255  # a white stroke on black, as MNIST stores it
-    canvas = bench.digit_canvas(digit)
-    assert canvas.shape == (280, 280, 4) and canvas.dtype == np.uint8
-    assert (canvas[..., 3] == 255).all() and canvas[0, 0, :3].tolist() == [255, 255, 255]
-    assert canvas[140, 140, :3].tolist() == [0, 0, 0]
+    canvas = mnist_to_canvas(digit)  # what bench_latency hands to canvas_to_mnist: grey, so no alpha channel
+    assert canvas.shape == (280, 280) and canvas.dtype == np.uint8
+    assert canvas[0, 0] == 255 and canvas[140, 140] == 0
 
 
 def test_throughput_covers_every_preset_at_each_swept_batch_size():
@@ -52,16 +53,17 @@ def test_ratio_is_baseline_over_ours_and_nan_when_one_side_fell_short():
 
 
 def test_results_round_trip_and_a_missing_file_reads_as_none(tmp_path):
-    assert bench.load_results(tmp_path / "none.csv") == (None, None, None)
+    assert benchmark.load_results(tmp_path / "none.csv") == (None, None, None)
     rows = [bench._spread("accuracy", "ours", "train_seconds_to_99", [2.0, 3.0], "s"),
-            bench._row("latency", "demo classify", "classify_ms", float("nan"), "ms", note="skipped: no lab.demo.canvas")]
+            bench._row("latency", "demo classify", "classify_ms", float("nan"), "ms",
+                       note="skipped: no lab.demo.canvas")]
     trials = [{"section": "accuracy", "name": "ours", "seed": 0, "reached": True, "epochs": 1, "train_seconds": 2.0,
                "process_seconds": 5.0, "test_accuracy": 0.991, "reached_at": 123.0}]
     bench.write_results(tmp_path / "b.csv", rows, trials, {"cpu": "x"})
-    summary, trial_table, env = bench.load_results(tmp_path / "b.csv")
-    assert list(summary.columns) == bench.SUMMARY_COLUMNS and len(summary) == 2
-    assert list(trial_table.columns) == bench.TRIAL_COLUMNS and env == {"cpu": "x"}
-    text = bench.format_table(summary)
+    summary, trial_table, env = benchmark.load_results(tmp_path / "b.csv")
+    assert list(summary.columns) == benchmark.SUMMARY_COLUMNS and len(summary) == 2
+    assert list(trial_table.columns) == benchmark.TRIAL_COLUMNS and env == {"cpu": "x"}
+    text = benchmark.format_table(summary)
     assert "train_seconds_to_99" in text and "2.0-3.0" in text and "skipped" in text
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.csv", "b_env.json", "b_trials.csv"]  # no temp files
 
@@ -70,6 +72,17 @@ def test_bad_arguments_are_refused_before_any_work(capsys):
     assert bench.main(["--sections", "accuracy,speed"]) == 2
     assert "unknown speed" in capsys.readouterr().err
     assert bench.main(["--seeds", "0"]) == 2
+
+
+def test_quick_shortens_the_defaults_and_given_options_win():
+    def settings(*argv):
+        s = bench.settings_from(bench.build_parser().parse_args(["--device", "cpu", *argv]))
+        return (s.seeds, s.baseline_epochs, s.baseline_batches, s.latency_calls, s.load_clients, s.load_requests)
+
+    assert settings() == (5, 14, 0, 1000, 20, 50)
+    assert settings("--quick") == (1, 1, 200, 200, 4, 10)
+    assert settings("--quick", "--seeds", "3", "--baseline-batches", "0") == (3, 1, 0, 200, 4, 10)
+    assert bench.settings_from(bench.build_parser().parse_args(["--device", "cpu"])).out == benchmark.default_out()
 
 
 def test_precision_setting_resolves_and_is_checked():
@@ -99,8 +112,8 @@ def test_quick_benchmark_writes_every_section(data_root, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "lab.tools.bench", "--quick", "--device", "cpu", "--out", str(out)],
                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    summary, trials, environment = bench.load_results(out)
-    assert list(summary.columns) == bench.SUMMARY_COLUMNS
+    summary, trials, environment = benchmark.load_results(out)
+    assert list(summary.columns) == benchmark.SUMMARY_COLUMNS
     assert set(summary["section"]) == {"accuracy", "baseline", "ratio", "throughput", "latency", "load",
                                        "experiments"}
     measures = set(summary["measure"])
@@ -136,3 +149,26 @@ def test_experiments_section_reads_the_committed_tables():
     committed = [r for r in rows if r["name"] in bench.SWEEP_FILES]
     assert len(committed) == 3 and all(r["value"] > 0 and r["n"] > 0 for r in committed)
     assert rows[-1]["value"] == pytest.approx(sum(r["value"] for r in committed))
+
+
+def test_bench_keeps_the_sections_it_did_not_run(tmp_path):
+    out = tmp_path / "benchmark.csv"
+    old = [bench._row("latency", "fast_cnn", "classify_ms_p50", 2.0, "ms"),
+           bench._row("load", "demo app", "latency_ms_p50", 900.0, "ms")]
+    bench.write_results(out, old, [{"section": "accuracy", "name": "x", "seed": 0}], {"date": "then"})
+    env = {"date": "now"}
+    rows, trials = bench.keep_other_sections(out, [bench._row("load", "demo app", "latency_ms_p50", 80.0, "ms")],
+                                             [], ["load"], env)
+    assert [(r["section"], r["value"]) for r in rows] == [("latency", 2.0), ("load", 80.0)]  # old load row replaced
+    assert [t["section"] for t in trials] == ["accuracy"] and env["kept_sections"] == ["latency"]
+
+
+def test_bench_names_the_run_the_kept_rows_came_from(tmp_path):
+    out = tmp_path / "benchmark.csv"
+    bench.write_results(out, [bench._row("latency", "x", "classify_ms_p50", 2.0, "ms")], [], {"date": "first"})
+    for date in ("second", "third"):  # two partial runs of the load section after a full run
+        env = {"date": date}
+        rows, trials = bench.keep_other_sections(out, [bench._row("load", "y", "errors", 0, "requests")], [],
+                                                 ["load"], env)
+        bench.write_results(out, rows, trials, env)
+        assert env["kept_from"]["date"] == "first"

@@ -16,7 +16,7 @@ from PIL import Image  # noqa: E402
 
 from lab.checkpoints import Checkpoint  # noqa: E402
 from lab.demo.canvas import mnist_to_canvas  # noqa: E402
-from lab.tools import bench, loadtest  # noqa: E402
+from lab.tools import loadtest  # noqa: E402
 
 pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
@@ -77,29 +77,6 @@ def test_an_upload_over_the_size_limit_is_refused(app_url, tmp_path):
     with pytest.raises(Exception, match="(?i)exceeds the maximum file size|413|too large"):
         client.predict({"background": None, "layers": [], "composite": handle_file(str(big))}, None,
                        api_name="/classify")
-
-
-def test_bench_keeps_the_sections_it_did_not_run(tmp_path):
-    out = tmp_path / "benchmark.csv"
-    old = [bench._row("latency", "fast_cnn", "classify_ms_p50", 2.0, "ms"),
-           bench._row("load", "demo app", "latency_ms_p50", 900.0, "ms")]
-    bench.write_results(out, old, [{"section": "accuracy", "name": "x", "seed": 0}], {"date": "then"})
-    env = {"date": "now"}
-    rows, trials = bench.keep_other_sections(out, [bench._row("load", "demo app", "latency_ms_p50", 80.0, "ms")],
-                                             [], ["load"], env)
-    assert [(r["section"], r["value"]) for r in rows] == [("latency", 2.0), ("load", 80.0)]  # old load row replaced
-    assert [t["section"] for t in trials] == ["accuracy"] and env["kept_sections"] == ["latency"]
-
-
-def test_bench_names_the_run_the_kept_rows_came_from(tmp_path):
-    out = tmp_path / "benchmark.csv"
-    bench.write_results(out, [bench._row("latency", "x", "classify_ms_p50", 2.0, "ms")], [], {"date": "first"})
-    for date in ("second", "third"):  # two partial runs of the load section after a full run
-        env = {"date": date}
-        rows, trials = bench.keep_other_sections(out, [bench._row("load", "y", "errors", 0, "requests")], [],
-                                                 ["load"], env)
-        bench.write_results(out, rows, trials, env)
-        assert env["kept_from"]["date"] == "first"
 
 
 @pytest.mark.slow

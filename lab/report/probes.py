@@ -55,7 +55,8 @@ def choose_checkpoint(run_id: str | None, task: str, runs_dir: str | Path | None
         " (run folders are not committed: `make experiments` trains them)"
     spare, _ = find_checkpoints(paths.demo_checkpoints(), task)
     if not spare:
-        return Chosen(None, f"No checkpoint to show: {absent}, and `{paths.demo_checkpoints()}` holds no {task} checkpoint.")
+        return Chosen(None, f"No checkpoint to show: {absent}, and `{paths.demo_checkpoints()}` holds no {task} "
+                            "checkpoint.")
     exact = [c for c in spare if c.run_id == run_id]
     pick = exact[0] if exact else max(spare, key=score or (lambda c: 0.0))
     return Chosen(pick, f"Checkpoint: {absent}, so this shows the demo's checkpoint `{pick.folder.name}` from "

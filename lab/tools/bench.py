@@ -18,16 +18,23 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from lab import paths
+from lab.cli import add_precision
+from lab.report.benchmark import SUMMARY_COLUMNS, TRIAL_COLUMNS, default_out, format_table, load_results, output_paths
 
-TARGET_ACCURACY = 0.99
+if TYPE_CHECKING:  # lab.train loads in the children that train, not at start-up
+    from lab.data import Split
+    from lab.train import Setup
+
 # The fastest preset to 99%: fast_cnn (16/32/64, batch norm, max pool), one epoch of one-cycle Adam, bf16 autocast
 # where the hardware has it (precision "auto", the default). Batch 64 (938 steps) rather than the sweeps'
 # 128: about 1.2x the time per epoch, but every seed tried reached 99.0% (0.9903-0.9917), where batch 128 at lr
@@ -38,9 +45,8 @@ FASTEST_MAX_EPOCHS = 3  # if one epoch falls short, the one-cycle schedule is st
 # The tutorial baseline: https://github.com/pytorch/examples/blob/main/mnist/main.py with its defaults.
 BASELINE_BATCH, BASELINE_TEST_BATCH, BASELINE_LR, BASELINE_GAMMA = 64, 1000, 1.0, 0.7
 SWEEP_FILES = ("cnn_hparams", "cnn_ablations", "autoencoder")  # what `make experiments` runs, in its order
-SUMMARY_COLUMNS = ["section", "name", "measure", "value", "low", "high", "n", "unit", "note"]
-TRIAL_COLUMNS = ["section", "name", "seed", "reached", "epochs", "train_seconds", "process_seconds",
-                 "test_accuracy"]
+# TARGET_ACCURACY (99%) is the report's, lab.report.analysis's; the functions import it when they run, as analysis
+# loads pandas and each child's process_seconds counts its imports.
 SECTIONS = ("accuracy", "baseline", "throughput", "latency", "load", "experiments")
 
 
@@ -66,8 +72,8 @@ def run_child(spec: dict, timeout: float) -> dict:
     """
     started = time.time()
     # stdout carries the answer; stderr (progress lines, errors) goes straight to the terminal
-    proc = subprocess.run([sys.executable, "-m", "lab.tools.bench", "--child", json.dumps(spec)], stdout=subprocess.PIPE,
-                          text=True, timeout=timeout, cwd=paths.ROOT,
+    proc = subprocess.run([sys.executable, "-m", "lab.tools.bench", "--child", json.dumps(spec)],
+                          stdout=subprocess.PIPE, text=True, timeout=timeout, cwd=paths.ROOT,
                           env=os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [
                               str(paths.ROOT), os.environ.get("PYTHONPATH")]))})
     ended = time.time()
@@ -206,6 +212,7 @@ def _rss_mb() -> float:
 
 
 def _peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MB."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
 
@@ -214,73 +221,79 @@ def _child_throughput(spec: dict) -> dict:
     """Train steps and inference passes of one config at its batch size: images/s and peak memory."""
     from lab.config import from_dict
     from lab.data import load_dataset
-    from lab.device import autocast_dtype, precision_name
-    from lab.train import Batcher, evaluate, make_optimizer, train_step
+    from lab.device import precision_name
+    from lab.train import prepare
 
     cfg = from_dict(spec["config"])
-    device = torch.device(spec["device"])
-    dataset = load_dataset(cfg.data.dataset, spec["data_dir"])
-    torch.manual_seed(cfg.seed)
-    from lab.models import build_model
-
-    model = build_model(cfg).to(device)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    batcher = Batcher(cfg, dataset, device, generator)
-    if batcher.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    train, test = dataset.train.to(device), dataset.test.head(spec["test_images"]).to(device)
-    pca = cfg.task == "autoencoder" and cfg.model.arch == "pca"
-    amp_dtype = None if pca else autocast_dtype(spec["precision"], device, cfg.task)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-        torch.cuda.reset_peak_memory_stats(device)
+    setup = prepare(cfg, load_dataset(cfg.data.dataset, spec["data_dir"]), spec["device"], spec["precision"])
+    test = setup.test.head(spec["test_images"])
+    if setup.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(setup.device)
     rss_before = _rss_mb()
+    train_seconds, images = _time_training(setup, spec)
+    infer_seconds, passes = _time_inference(setup, test, spec["seconds"])
+    peak, above = _peak_memory(setup.device, rss_before)
+    return {"train_images_per_s": images / train_seconds, "infer_images_per_s": passes * len(test) / infer_seconds,
+            "peak_memory_mb": peak, "peak_above_start_mb": above, "precision": precision_name(setup.amp_dtype)}
 
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize()
 
-    bs = cfg.train.batch_size
-    images = 0
-    if pca:  # closed form: one fit on every training image counts as one "step"
+def _sync(device: torch.device) -> None:
+    """Wait for the GPU's queued work, so a timer stops when it is done."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _time_training(setup: "Setup", spec: dict) -> tuple[float, int]:
+    """(seconds, images) of the timed training steps after spec's warm-up steps; PCA: its one closed-form fit."""
+    from lab.train import make_optimizer, train_step
+
+    model, train, batcher, task = setup.model, setup.train, setup.batcher, setup.cfg.task
+    if setup.pca:  # closed form: one fit on every training image counts as one "step"
         x = batcher(train.images, augment=False)[1]
         t0 = time.perf_counter()
         model.fit(x)
-        train_seconds, images = time.perf_counter() - t0, len(train)
-    else:
-        model.train()
-        optimizer = make_optimizer(model.parameters(), cfg.train)
-        order = torch.randperm(len(train), generator=generator).to(device)
+        return time.perf_counter() - t0, len(train)
+    bs = setup.cfg.train.batch_size
+    model.train()
+    optimizer = make_optimizer(model.parameters(), setup.cfg.train)
+    order = torch.randperm(len(train), generator=setup.generator).to(setup.device)
 
-        def step(i: int) -> None:
-            idx = order[(i * bs) % (len(train) - bs):][:bs]
-            train_step(model, optimizer, batcher, train.images[idx], train.labels[idx], cfg.task, amp_dtype)
+    def step(i: int) -> None:
+        idx = order[(i * bs) % (len(train) - bs):][:bs]
+        train_step(model, optimizer, batcher, train.images[idx], train.labels[idx], task, setup.amp_dtype)
 
-        for i in range(spec["warmup_steps"]):  # first steps pick kernels (oneDNN, cudnn.benchmark)
-            step(i)
-        sync()
-        steps, t0 = 0, time.perf_counter()
-        while steps < spec["min_steps"] or time.perf_counter() - t0 < spec["seconds"]:
-            step(spec["warmup_steps"] + steps)
-            steps += 1
-        sync()
-        train_seconds, images = time.perf_counter() - t0, steps * bs
-    evaluate(model, test, batcher, cfg.task)  # warm-up pass; fp32, as fit's evaluations and checkpoints compute
-    sync()
+    for i in range(spec["warmup_steps"]):  # first steps pick kernels (oneDNN, cudnn.benchmark)
+        step(i)
+    _sync(setup.device)
+    steps, t0 = 0, time.perf_counter()
+    while steps < spec["min_steps"] or time.perf_counter() - t0 < spec["seconds"]:
+        step(spec["warmup_steps"] + steps)
+        steps += 1
+    _sync(setup.device)
+    return time.perf_counter() - t0, steps * bs
+
+
+def _time_inference(setup: "Setup", test: "Split", seconds: float) -> tuple[float, int]:
+    """(seconds, passes) of evaluation passes over test, at least one and for at least `seconds`."""
+    from lab.train import evaluate
+
+    # a warm-up pass; fp32, as fit's evaluations and checkpoints compute
+    evaluate(setup.model, test, setup.batcher, setup.cfg.task)
+    _sync(setup.device)
     passes, t0 = 0, time.perf_counter()
-    while passes < 1 or time.perf_counter() - t0 < spec["seconds"]:
-        evaluate(model, test, batcher, cfg.task)
+    while passes < 1 or time.perf_counter() - t0 < seconds:
+        evaluate(setup.model, test, setup.batcher, setup.cfg.task)
         passes += 1
-    sync()
-    infer_seconds = time.perf_counter() - t0
+    _sync(setup.device)
+    return time.perf_counter() - t0, passes
+
+
+def _peak_memory(device: torch.device, rss_before: float) -> tuple[float, float | None]:
+    """(peak MB, peak above rss_before): torch's allocations on a GPU (no second figure), else the process RSS."""
     if device.type == "cuda":
-        peak, above = torch.cuda.max_memory_allocated(device) / 2**20, None
-    else:
-        peak = _peak_rss_mb()
-        above = max(0.0, peak - rss_before)
-    return {"train_images_per_s": images / train_seconds, "infer_images_per_s": passes * len(test) / infer_seconds,
-            "peak_memory_mb": peak, "peak_above_start_mb": above,
-            "precision": precision_name(amp_dtype)}
+        return torch.cuda.max_memory_allocated(device) / 2**20, None
+    peak = _peak_rss_mb()
+    return peak, max(0.0, peak - rss_before)
 
 
 # ---------------------------------------------------------------------------------------------- sections
@@ -298,6 +311,9 @@ def _spread(section: str, name: str, measure: str, values: list[float], unit: st
 
 
 def _time_rows(section: str, name: str, trials: list[dict], note: str) -> list[dict]:
+    """Seconds to 99% (over the runs that reached it) and final accuracy (over all) of one pipeline's seeds."""
+    from lab.report.analysis import TARGET_ACCURACY
+
     reached = [t for t in trials if t["reached"]]
     if len(reached) < len(trials):
         note = f"{note}; {len(trials) - len(reached)} of {len(trials)} runs did not reach {TARGET_ACCURACY:.1%}"
@@ -312,6 +328,8 @@ def _time_rows(section: str, name: str, trials: list[dict], note: str) -> list[d
 def bench_fastest(seeds: int, device: torch.device, data_dir: Path, precision: str,
                   log) -> tuple[list[dict], list[dict]]:
     """Item 1: the fastest config to 99% test accuracy, one fresh process per seed."""
+    from lab.report.analysis import TARGET_ACCURACY
+
     name = "fast_cnn, 1 epoch, batch 64"
     trials = []
     for seed in range(seeds):
@@ -330,6 +348,8 @@ def bench_fastest(seeds: int, device: torch.device, data_dir: Path, precision: s
 def bench_baseline(seeds: int, device: torch.device, data_dir: Path, max_epochs: int, max_batches: int,
                    log) -> tuple[list[dict], list[dict]]:
     """Item 2: the pytorch/examples tutorial until it reaches 99% (or its epoch/batch cap)."""
+    from lab.report.analysis import TARGET_ACCURACY
+
     name = "pytorch/examples mnist"
     trials = []
     for seed in range(seeds):
@@ -397,32 +417,24 @@ def bench_throughput(device: torch.device, data_dir: Path, quick: bool, precisio
     return rows
 
 
-def digit_canvas(image: torch.Tensor, size: int = 280):
-    """A (28, 28) uint8 MNIST digit (white on black) as the demo's canvas: (size, size, 4) RGBA, black ink on white."""
-    import numpy as np
-
-    big = F.interpolate(image[None, None].float(), size=(size, size), mode="bilinear", align_corners=False)[0, 0]
-    ink = big.clamp(0, 255).round().to(torch.uint8).numpy()  # (size, size)
-    rgb = np.repeat((255 - ink)[:, :, None], 3, axis=2)
-    return np.concatenate([rgb, np.full((size, size, 1), 255, np.uint8)], axis=2)  # (size, size, 4)
-
-
 def bench_latency(calls: int, device: torch.device, data_dir: Path, log) -> list[dict]:
     """Item 4: the demo's classify path, raw 280x280 canvas -> probabilities, p50 and p95 over many calls."""
     section, measure = "latency", "classify_ms"
     try:
-        from lab.demo.canvas import canvas_to_mnist
+        from lab.demo.canvas import canvas_to_mnist, mnist_to_canvas
     except ImportError as error:
-        return [_row(section, "demo classify", measure, float("nan"), "ms", note=f"skipped: no lab.demo.canvas ({error})")]
+        return [_row(section, "demo classify", measure, float("nan"), "ms",
+                     note=f"skipped: no lab.demo.canvas ({error})")]
     from lab.checkpoints import find_checkpoints
     from lab.data import load_dataset
+    from lab.stats import latency_ms
 
-    folder = Path(os.environ.get("LAB_DEMO_CHECKPOINTS") or paths.ROOT / "demo" / "checkpoints")  # as the demo does
+    folder = paths.demo_checkpoints()
     checkpoints, _ = find_checkpoints(folder, task="classifier", device=device)
     if not checkpoints:
         return [_row(section, "demo classify", measure, float("nan"), "ms",
                      note=f"skipped: no classifier checkpoints in {folder}")]
-    canvas = digit_canvas(load_dataset("mnist", str(data_dir)).test.images[0])
+    canvas = mnist_to_canvas(load_dataset("mnist", str(data_dir)).test.images[0])  # (280, 280) black ink on white
     rows = []
     for checkpoint in checkpoints:
         times = []
@@ -431,13 +443,13 @@ def bench_latency(calls: int, device: torch.device, data_dir: Path, log) -> list
             probabilities = checkpoint.probabilities(canvas_to_mnist(canvas)[None])  # (1, 10)
             probabilities.cpu()
             times.append(time.perf_counter() - t0)
-        times = sorted(t * 1000 for t in times[10:])  # the first calls warm the kernels up
-        p50, p95 = times[len(times) // 2], times[int(0.95 * (len(times) - 1))]
+        stats = latency_ms(times[10:])  # the first calls warm the kernels up
         name = f"{checkpoint.config.model.preset} {checkpoint.run_id[-10:]}"
-        rows.append(_row(section, name, "classify_ms_p50", p50, "ms", low=times[0], high=times[-1], n=calls,
-                         note="280x280 RGBA canvas -> canvas_to_mnist -> probabilities; low/high: min/max"))
-        rows.append(_row(section, name, "classify_ms_p95", p95, "ms", n=calls))
-        log(f"  {name}: p50 {p50:.2f} ms, p95 {p95:.2f} ms over {calls} calls")
+        rows.append(_row(section, name, "classify_ms_p50", stats["p50_ms"], "ms", low=stats["min_ms"],
+                         high=stats["max_ms"], n=stats["n"],
+                         note="280x280 grey canvas -> canvas_to_mnist -> probabilities; low/high: min/max"))
+        rows.append(_row(section, name, "classify_ms_p95", stats["p95_ms"], "ms", n=stats["n"]))
+        log(f"  {name}: p50 {stats['p50_ms']:.2f} ms, p95 {stats['p95_ms']:.2f} ms over {calls} calls")
     return rows
 
 
@@ -525,12 +537,6 @@ def bench_experiments(run: bool, device: torch.device, data_dir: Path, log, prec
 
 # ---------------------------------------------------------------------------------------------- output
 
-def output_paths(out: Path) -> tuple[Path, Path, Path]:
-    """(summary CSV, per-seed trials CSV, environment JSON) for an --out path."""
-    out = Path(out)
-    return out, out.with_name(f"{out.stem}_trials.csv"), out.with_name(f"{out.stem}_env.json")
-
-
 def keep_other_sections(out: Path, rows: list[dict], trials: list[dict], sections: list[str],
                         env: dict) -> tuple[list[dict], list[dict]]:
     """Rows and trials of the sections not run now, kept from the files at out (a partial run replaces only its own)."""
@@ -572,98 +578,10 @@ def write_results(out: Path, rows: list[dict], trials: list[dict], env: dict) ->
     write_atomic(summary_path, lambda p: summary.to_csv(p, index=False, float_format="%.6g"))
 
 
-def load_results(out: str | Path | None = None):
-    """(summary, trials, environment) as written by the benchmark, or (None, None, None) when it has not run."""
-    import pandas as pd
-
-    summary_path, trials_path, env_path = output_paths(Path(out) if out else default_out())
-    if not summary_path.is_file():
-        return None, None, None
-    trials = pd.read_csv(trials_path) if trials_path.is_file() else None
-    env = json.loads(env_path.read_text()) if env_path.is_file() else None
-    return pd.read_csv(summary_path), trials, env
-
-
-def default_out() -> Path:
-    return paths.results_dir() / "benchmark.csv"
-
-
-def format_table(rows) -> str:
-    """The summary as aligned text: what, median, low-high, n, unit, note."""
-    import pandas as pd
-
-    table = pd.DataFrame(rows, columns=SUMMARY_COLUMNS) if not isinstance(rows, pd.DataFrame) else rows
-
-    def number(v) -> str:
-        if v is None or pd.isna(v):
-            return "-"
-        return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.4f}" if abs(v) < 1 else f"{v:.1f}"
-
-    shown = pd.DataFrame({
-        "section": table["section"], "name": table["name"], "measure": table["measure"],
-        "median": table["value"].map(number),
-        "low-high": [f"{number(lo)}-{number(hi)}" if not (pd.isna(lo) or pd.isna(hi)) else "" for lo, hi in
-                     zip(table["low"], table["high"])],
-        "n": table["n"].map(lambda v: "" if pd.isna(v) else f"{int(v)}"), "unit": table["unit"],
-        "note": table["note"].fillna("")})
-    return shown.to_string(index=False, justify="left")
-
-
-def plot_time_to_accuracy(trials):
-    """Figure: seconds to 99% per seed, ours against the baseline (training and whole process)."""
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 3))
-    reached = trials[trials["reached"].astype(bool)]
-    names = list(dict.fromkeys(trials["name"]))
-    for i, (measure, label) in enumerate([("train_seconds", "training"), ("process_seconds", "whole process")]):
-        for j, name in enumerate(names):
-            values = reached.loc[reached["name"] == name, measure]
-            ax.scatter(values, [j + 0.15 * (i * 2 - 1)] * len(values), label=f"{label}" if j == 0 else None,
-                       marker="o" if i == 0 else "s", color=f"C{i}")
-    ax.set_yticks(range(len(names)), names)
-    ax.set_xscale("log")
-    ax.set_xlabel("seconds to 99.0% test accuracy (log scale; one mark per seed)")
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    return fig
-
-
-def plot_throughput(summary):
-    """Figure: training and inference images/s per preset and batch size."""
-    import matplotlib.pyplot as plt
-
-    table = summary[summary["section"] == "throughput"]
-    pivot = table.pivot_table(index="name", columns="measure", values="value", sort=False)
-    columns = [c for c in ("train_images_per_s", "infer_images_per_s") if c in pivot]
-    fig, ax = plt.subplots(figsize=(7, 3))
-    pivot[columns].rename(columns=lambda c: c.split("_")[0]).plot.barh(ax=ax, logx=True)
-    ax.set_xlabel("images per second (log scale)")
-    ax.set_ylabel("")
-    fig.tight_layout()
-    return fig
-
-
-def plot_load(summary):
-    """Figure: the demo's latency under load, p50 and p95 per endpoint (and all requests), in ms."""
-    import matplotlib.pyplot as plt
-
-    table = summary[(summary["section"] == "load") & summary["measure"].isin(["latency_ms_p50", "latency_ms_p95"])]
-    table = table.assign(endpoint=[n.split(": ")[1] if ": " in n else "all requests" for n in table["name"]])
-    pivot = table.pivot_table(index="endpoint", columns="measure", values="value", sort=False)
-    fig, ax = plt.subplots(figsize=(7, 2.6))
-    pivot.rename(columns={"latency_ms_p50": "p50", "latency_ms_p95": "p95"}).plot.barh(ax=ax)
-    ax.set_xlabel("milliseconds from request to answer, as a client sees it")
-    ax.set_ylabel("")
-    ax.legend(title=None)
-    ax.invert_yaxis()
-    fig.tight_layout()
-    return fig
-
-
 # ---------------------------------------------------------------------------------------------- main
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line: what to measure, how long, and where to write it."""
     parser = argparse.ArgumentParser(prog="python -m lab.tools.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
@@ -685,82 +603,126 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sections", default=",".join(SECTIONS),
                         help=f"comma-separated subset of {','.join(SECTIONS)} (default: all)")
     parser.add_argument("--device", help="cpu, cuda, mps (default: cuda, else mps, else cpu)")
-    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
-                        help="of our training and inference (default auto: bf16 where the hardware has it natively)")
+    add_precision(parser)
     parser.add_argument("--data-dir", help="dataset root (default: LAB_DATA_DIR or data/)")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # internal: one measurement in a fresh process
     return parser
 
 
+@dataclass
+class Settings:
+    """The options of one benchmark run, with --quick's or the full run's defaults filled in."""
+
+    sections: list[str]
+    quick: bool
+    seeds: int
+    baseline_seeds: int
+    baseline_epochs: int
+    baseline_batches: int
+    latency_calls: int
+    load_clients: int
+    load_requests: int
+    experiments: bool  # retrain the sweeps rather than sum their tables' run times
+    precision: str
+    device: torch.device
+    data_dir: Path
+    out: Path
+
+
+def check_options(args: argparse.Namespace) -> str | None:
+    """What is wrong with the options, or None; checked before any work starts."""
+    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown:
+        return f"--sections: unknown {', '.join(unknown)} (choose from {', '.join(SECTIONS)})"
+    for flag in ("seeds", "baseline_seeds", "baseline_epochs", "latency_calls", "load_clients", "load_requests"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            return f"--{flag.replace('_', '-')}: must be at least 1, got {value}"
+    return None
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    """Checked options -> Settings: the defaults (shorter with --quick), the device, the data and output paths."""
+    from lab.device import pick_device
+
+    quick = args.quick
+    return Settings(
+        sections=[s.strip() for s in args.sections.split(",") if s.strip()], quick=quick,
+        seeds=args.seeds or (1 if quick else 5), baseline_seeds=args.baseline_seeds,
+        baseline_epochs=args.baseline_epochs or (1 if quick else 14),
+        baseline_batches=args.baseline_batches if args.baseline_batches is not None else (200 if quick else 0),
+        latency_calls=args.latency_calls or (200 if quick else 1000),
+        load_clients=args.load_clients or (4 if quick else 20),
+        load_requests=args.load_requests or (10 if quick else 50),
+        experiments=args.experiments, precision=args.precision, device=pick_device(args.device),
+        data_dir=paths.data_dir(args.data_dir), out=Path(args.out) if args.out else default_out())
+
+
+def run_sections(s: Settings, log) -> tuple[list[dict], list[dict]]:
+    """(summary rows, per-seed trials) of the chosen sections, in the order the table shows them."""
+    from lab.report.analysis import TARGET_ACCURACY
+
+    rows: list[dict] = []
+    trials: list[dict] = []
+    if "accuracy" in s.sections:
+        log(f"1. time to {TARGET_ACCURACY:.1%}: fastest config, {s.seeds} seed(s)")
+        new_rows, new_trials = bench_fastest(s.seeds, s.device, s.data_dir, s.precision, log)
+        rows, trials = rows + new_rows, trials + new_trials
+    if "baseline" in s.sections:
+        log(f"2. the same for the pytorch/examples tutorial, {s.baseline_seeds} seed(s)")
+        new_rows, new_trials = bench_baseline(s.baseline_seeds, s.device, s.data_dir, s.baseline_epochs,
+                                              s.baseline_batches, log)
+        rows, trials = rows + new_rows, trials + new_trials
+        if "accuracy" in s.sections:
+            rows += ratio_rows(rows)
+    if "throughput" in s.sections:
+        log("3. throughput and peak memory per preset and batch size")
+        rows += bench_throughput(s.device, s.data_dir, s.quick, s.precision, log)
+    if "latency" in s.sections:
+        log(f"4. demo classify latency, {s.latency_calls} calls")
+        rows += bench_latency(s.latency_calls, s.device, s.data_dir, log)
+    if "load" in s.sections:
+        log(f"5. the demo app under load: {s.load_clients} clients x {s.load_requests} requests through gradio_client")
+        rows += bench_load(s.load_clients, s.load_requests, log)
+    if "experiments" in s.sections:
+        log("6. default make experiments profile, per sweep" + (" (training it now)" if s.experiments else ""))
+        rows += bench_experiments(s.experiments, s.device, s.data_dir, log, s.precision)
+    return rows, trials
+
+
+def save_and_show(s: Settings, rows: list[dict], trials: list[dict], env: dict) -> None:
+    """Write the three files (keeping the sections not run now) and print the table."""
+    if set(s.sections) != set(SECTIONS):
+        rows, trials = keep_other_sections(s.out, rows, trials, s.sections, env)
+    write_results(s.out, rows, trials, env)
+    print()
+    print(format_table(rows))
+    print(f"\nwritten: {', '.join(str(p) for p in output_paths(s.out))} ({env['bench_seconds']:.0f} s)")
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The benchmark's command line; with --child, one measurement of a parent run."""
     args = build_parser().parse_args(argv)
     if args.child:
         print(json.dumps(child_main(json.loads(args.child))))
         return 0
-    from lab.data import load_dataset
-    from lab.device import pick_device
-
-    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
-    unknown = sorted(set(sections) - set(SECTIONS))
-    if unknown:
-        print(f"error: --sections: unknown {', '.join(unknown)} (choose from {', '.join(SECTIONS)})", file=sys.stderr)
+    error = check_options(args)
+    if error:
+        print(f"error: {error}", file=sys.stderr)
         return 2
-    for flag in ("seeds", "baseline_seeds", "baseline_epochs", "latency_calls", "load_clients", "load_requests"):
-        value = getattr(args, flag)
-        if value is not None and value < 1:
-            print(f"error: --{flag.replace('_', '-')}: must be at least 1, got {value}", file=sys.stderr)
-            return 2
-    seeds = args.seeds or (1 if args.quick else 5)
-    baseline_epochs = args.baseline_epochs or (1 if args.quick else 14)
-    baseline_batches = args.baseline_batches if args.baseline_batches is not None else (200 if args.quick else 0)
-    latency_calls = args.latency_calls or (200 if args.quick else 1000)
-    load_clients = args.load_clients or (4 if args.quick else 20)
-    load_requests = args.load_requests or (10 if args.quick else 50)
-    device = pick_device(args.device)
-    data_dir = paths.data_dir(args.data_dir)
-    out = Path(args.out) if args.out else default_out()
-    load_dataset("mnist", data_dir)  # missing data fails (or downloads) before anything is timed
-    env = bench_environment(device, args.precision)
-    env |= {"quick": args.quick, "sections": sections}
+    from lab.data import load_dataset
+
+    settings = settings_from(args)
+    load_dataset("mnist", settings.data_dir)  # missing data fails (or downloads) before anything is timed
+    env = bench_environment(settings.device, settings.precision) | {"quick": settings.quick,
+                                                                     "sections": settings.sections}
     print(f"benchmark on {env['cpu']} ({env['cpu_cores']} cores), {env['device']}, torch {env['torch_version']}, "
-          f"{env['threads']} threads, {env['precision']}{', quick' if args.quick else ''}", flush=True)
-
-    def log(line: str) -> None:
-        print(line, flush=True)
-
-    rows: list[dict] = []
-    trials: list[dict] = []
+          f"{env['threads']} threads, {env['precision']}{', quick' if settings.quick else ''}", flush=True)
     started = time.perf_counter()
-    if "accuracy" in sections:
-        log(f"1. time to {TARGET_ACCURACY:.1%}: fastest config, {seeds} seed(s)")
-        new_rows, new_trials = bench_fastest(seeds, device, data_dir, args.precision, log)
-        rows, trials = rows + new_rows, trials + new_trials
-    if "baseline" in sections:
-        log(f"2. the same for the pytorch/examples tutorial, {args.baseline_seeds} seed(s)")
-        new_rows, new_trials = bench_baseline(args.baseline_seeds, device, data_dir, baseline_epochs,
-                                              baseline_batches, log)
-        rows, trials = rows + new_rows, trials + new_trials
-        if "accuracy" in sections:
-            rows += ratio_rows(rows)
-    if "throughput" in sections:
-        log("3. throughput and peak memory per preset and batch size")
-        rows += bench_throughput(device, data_dir, args.quick, args.precision, log)
-    if "latency" in sections:
-        log(f"4. demo classify latency, {latency_calls} calls")
-        rows += bench_latency(latency_calls, device, data_dir, log)
-    if "load" in sections:
-        log(f"5. the demo app under load: {load_clients} clients x {load_requests} requests through gradio_client")
-        rows += bench_load(load_clients, load_requests, log)
-    if "experiments" in sections:
-        log("6. default make experiments profile, per sweep" + (" (training it now)" if args.experiments else ""))
-        rows += bench_experiments(args.experiments, device, data_dir, log, args.precision)
+    rows, trials = run_sections(settings, log=lambda line: print(line, flush=True))
     env["bench_seconds"] = round(time.perf_counter() - started, 1)
-    if set(sections) != set(SECTIONS):
-        rows, trials = keep_other_sections(out, rows, trials, sections, env)
-    write_results(out, rows, trials, env)
-    print()
-    print(format_table(rows))
-    print(f"\nwritten: {', '.join(str(p) for p in output_paths(out))} ({env['bench_seconds']:.0f} s)")
+    save_and_show(settings, rows, trials, env)
     return 0
 
 

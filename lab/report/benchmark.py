@@ -1,0 +1,113 @@
+"""The benchmark's files, read and drawn for the report: the columns, where they lie, the table as text, figures.
+
+`python -m lab.tools.bench` writes them (experiments/results/benchmark.csv, its `_trials.csv` and `_env.json`);
+this module only reads them, so the report page imports it without the benchmark's training code.
+"""
+
+import json
+from pathlib import Path
+
+from lab import paths
+
+# pandas and matplotlib load inside the functions: every benchmark child process imports this module, and its
+# whole-process time counts imports.
+
+SUMMARY_COLUMNS = ["section", "name", "measure", "value", "low", "high", "n", "unit", "note"]
+TRIAL_COLUMNS = ["section", "name", "seed", "reached", "epochs", "train_seconds", "process_seconds",
+                 "test_accuracy"]
+
+
+def output_paths(out: Path) -> tuple[Path, Path, Path]:
+    """(summary CSV, per-seed trials CSV, environment JSON) for an --out path."""
+    out = Path(out)
+    return out, out.with_name(f"{out.stem}_trials.csv"), out.with_name(f"{out.stem}_env.json")
+
+
+def default_out() -> Path:
+    """The summary CSV's usual place: benchmark.csv in the results dir (LAB_RESULTS_DIR or experiments/results)."""
+    return paths.results_dir() / "benchmark.csv"
+
+
+def load_results(out: str | Path | None = None):
+    """(summary, trials, environment) as written by the benchmark, or (None, None, None) when it has not run."""
+    import pandas as pd
+
+    summary_path, trials_path, env_path = output_paths(Path(out) if out else default_out())
+    if not summary_path.is_file():
+        return None, None, None
+    trials = pd.read_csv(trials_path) if trials_path.is_file() else None
+    env = json.loads(env_path.read_text()) if env_path.is_file() else None
+    return pd.read_csv(summary_path), trials, env
+
+
+def format_table(rows) -> str:
+    """The summary as aligned text: what, median, low-high, n, unit, note."""
+    import pandas as pd
+
+    table = pd.DataFrame(rows, columns=SUMMARY_COLUMNS) if not isinstance(rows, pd.DataFrame) else rows
+
+    def number(v) -> str:
+        if v is None or pd.isna(v):
+            return "-"
+        return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.4f}" if abs(v) < 1 else f"{v:.1f}"
+
+    shown = pd.DataFrame({
+        "section": table["section"], "name": table["name"], "measure": table["measure"],
+        "median": table["value"].map(number),
+        "low-high": [f"{number(lo)}-{number(hi)}" if not (pd.isna(lo) or pd.isna(hi)) else "" for lo, hi in
+                     zip(table["low"], table["high"])],
+        "n": table["n"].map(lambda v: "" if pd.isna(v) else f"{int(v)}"), "unit": table["unit"],
+        "note": table["note"].fillna("")})
+    return shown.to_string(index=False, justify="left")
+
+
+def plot_time_to_accuracy(trials):
+    """Figure: seconds to 99% per seed, ours against the baseline (training and whole process)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3))
+    reached = trials[trials["reached"].astype(bool)]
+    names = list(dict.fromkeys(trials["name"]))
+    for i, (measure, label) in enumerate([("train_seconds", "training"), ("process_seconds", "whole process")]):
+        for j, name in enumerate(names):
+            values = reached.loc[reached["name"] == name, measure]
+            ax.scatter(values, [j + 0.15 * (i * 2 - 1)] * len(values), label=f"{label}" if j == 0 else None,
+                       marker="o" if i == 0 else "s", color=f"C{i}")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xscale("log")
+    ax.set_xlabel("seconds to 99.0% test accuracy (log scale; one mark per seed)")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def plot_throughput(summary):
+    """Figure: training and inference images/s per preset and batch size."""
+    import matplotlib.pyplot as plt
+
+    table = summary[summary["section"] == "throughput"]
+    pivot = table.pivot_table(index="name", columns="measure", values="value", sort=False)
+    columns = [c for c in ("train_images_per_s", "infer_images_per_s") if c in pivot]
+    fig, ax = plt.subplots(figsize=(7, 3))
+    pivot[columns].rename(columns=lambda c: c.split("_")[0]).plot.barh(ax=ax, logx=True)
+    ax.set_xlabel("images per second (log scale)")
+    ax.set_ylabel("")
+    fig.tight_layout()
+    return fig
+
+
+def plot_load(summary):
+    """Figure: the demo's latency under load, p50 and p95 per endpoint (and all requests), in ms."""
+    import matplotlib.pyplot as plt
+
+    table = summary[(summary["section"] == "load") & summary["measure"].isin(["latency_ms_p50", "latency_ms_p95"])]
+    table = table.assign(endpoint=[n.split(": ")[1] if ": " in n else "all requests" for n in table["name"]])
+    pivot = table.pivot_table(index="endpoint", columns="measure", values="value", sort=False)
+    fig, ax = plt.subplots(figsize=(7, 2.6))
+    pivot.rename(columns={"latency_ms_p50": "p50", "latency_ms_p95": "p95"}).plot.barh(ax=ax)
+    ax.set_xlabel("milliseconds from request to answer, as a client sees it")
+    ax.set_ylabel("")
+    ax.legend(title=None)
+    ax.invert_yaxis()
+    fig.tight_layout()
+    return fig
