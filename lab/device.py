@@ -64,7 +64,11 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abst
 
 
 def environment(device: torch.device) -> dict:
-    """What produced a result: versions, device, threads, the project's git commit."""
+    """What produced a result: versions, device (with the GPU's name), threads, the CPU and its features, git commit.
+
+    Numbers repeat bit for bit only on the same CPU model and features, thread count and precision: float kernels
+    (oneDNN's AVX-512 BF16 on AMD, AMX on Intel) round differently, so the record says which ones ran.
+    """
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
                                 timeout=5).stdout.strip() or None
@@ -76,6 +80,8 @@ def environment(device: torch.device) -> dict:
         "threads": torch.get_num_threads(),
         "python_version": platform.python_version(),
         "machine": platform.machine(),
+        "cpu": cpu_model(),
+        "cpu_features": cpu_features(),
         "git_commit": commit,
     }
 
@@ -89,3 +95,18 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+# the instruction-set features that choose torch's CPU kernels, and so a result's last digits
+KERNEL_FEATURES = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "asimd", "sve")
+
+
+def cpu_features() -> str:
+    """The KERNEL_FEATURES this CPU has, space-separated (Linux /proc/cpuinfo), else ""."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines()
+                  if line.startswith(("flags", "Features"))), [])
+    return " ".join(f for f in KERNEL_FEATURES if f in flags)

@@ -11,7 +11,6 @@ import torch
 
 from lab import paths
 from lab.config import ConfigError, apply_overrides, default_config
-from lab.demo.canvas import mnist_to_canvas
 from lab.device import autocast_dtype
 from lab.report import benchmark
 from lab.tools import bench
@@ -25,14 +24,6 @@ def test_the_baseline_is_the_tutorial_network():
     assert torch.allclose(out.exp().sum(1), torch.ones(3))  # log-probabilities, as the tutorial's nll_loss wants
     assert [m.out_channels for m in (net.conv1, net.conv2)] == [32, 64] and net.fc1.out_features == 128
     assert (net.dropout1.p, net.dropout2.p) == (0.25, 0.5)
-
-
-def test_the_latency_canvas_is_black_ink_on_white():
-    digit = torch.zeros(28, 28, dtype=torch.uint8)
-    digit[10:18, 13:15] = 255  # a white stroke on black, as MNIST stores it
-    canvas = mnist_to_canvas(digit)  # what bench_latency hands to canvas_to_mnist: grey, so no alpha channel
-    assert canvas.shape == (280, 280) and canvas.dtype == np.uint8
-    assert canvas[0, 0] == 255 and canvas[140, 140] == 0
 
 
 def test_throughput_covers_every_preset_at_each_swept_batch_size():

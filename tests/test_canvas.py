@@ -7,7 +7,7 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from lab.demo.canvas import MAX_SIDE, MIN_SIDE, CanvasError, canvas_to_mnist, mnist_to_canvas
+from lab.demo.canvas import CANVAS_SIDE, MAX_SIDE, MIN_SIDE, CanvasError, canvas_to_mnist, mnist_to_canvas
 
 
 def blank(side: int = 280) -> np.ndarray:
@@ -232,3 +232,11 @@ def test_canvas_preprocessing_never_raises_anything_but_a_message(value):
     assert out.shape == (28, 28) and out.dtype == torch.float32
     assert torch.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
     assert out.max() > 0  # something was drawn: an empty canvas is an error, never a black image
+
+
+def test_mnist_to_canvas_draws_black_ink_on_white_at_the_demo_size():
+    digit = torch.zeros(28, 28, dtype=torch.uint8)
+    digit[10:18, 13:15] = 255  # a white stroke on black, as MNIST stores it
+    canvas = mnist_to_canvas(digit)  # what the benchmark's latency section hands to canvas_to_mnist
+    assert canvas.shape == (CANVAS_SIDE, CANVAS_SIDE) and canvas.dtype == np.uint8
+    assert canvas[0, 0] == 255 and canvas[CANVAS_SIDE // 2, CANVAS_SIDE // 2] == 0

@@ -64,8 +64,8 @@ def test_summary_counts_errors_and_ranks_latencies():
 
 def test_limits_are_set_on_purpose():
     demo = demo_app.build_demo(demo_app.load_models(loadtest.SHIPPED))
-    assert demo._queue.max_size == demo_app.MAX_QUEUE == 32
-    assert demo._queue.default_concurrency_limit == demo_app.CONCURRENCY == 2
+    assert demo._queue.max_size == demo_app.MAX_QUEUE  # a bounded queue: "queue full" rather than piling up
+    assert demo._queue.default_concurrency_limit == demo_app.CONCURRENCY
     assert all(fn.concurrency_limit == "default" for fn in demo.fns.values())  # no event opts out of the limit
 
 

@@ -54,10 +54,10 @@ SECTIONS = ("accuracy", "baseline", "throughput", "latency", "load", "experiment
 
 def bench_environment(device: torch.device, precision: str) -> dict:
     """Where the benchmark ran: the training environment plus CPU model, cores, interop threads and the date."""
-    from lab.device import autocast_dtype, cpu_model, environment, precision_name
+    from lab.device import autocast_dtype, environment, precision_name
 
     return environment(device) | {
-        "cpu": cpu_model(), "cpu_cores": os.cpu_count(), "interop_threads": torch.get_num_interop_threads(),
+        "cpu_cores": os.cpu_count(), "interop_threads": torch.get_num_interop_threads(),
         "precision": precision_name(autocast_dtype(precision, device)),
         "platform": platform.platform(), "date": datetime.now(UTC).isoformat(timespec="seconds")}
 
