@@ -43,7 +43,8 @@ def _check(key: str, ok: bool, what: str) -> None:
 @dataclass(frozen=True)
 class DataConfig:
     dataset: str = "mnist"
-    train_limit: int = 0  # use the first N training images; 0 = all 60,000
+    train_limit: int = 0  # use the first N training images; 0 = all 60,000 (less the validation images)
+    val_size: int = 0  # hold out the last N training images for validation (where choices are made); 0 = none
     augment: bool = False  # random affine per sample, on the batch
     rotate: float = 10.0  # degrees, uniform in [-rotate, rotate]
     scale: float = 0.1  # zoom uniform in [1 - scale, 1 + scale]
@@ -52,6 +53,9 @@ class DataConfig:
     def __post_init__(self) -> None:
         _one_of("data.dataset", self.dataset, DATASETS)
         _check("data.train_limit", 0 <= self.train_limit <= TRAIN_IMAGES, f"must be in [0, {TRAIN_IMAGES}]")
+        _check("data.val_size", 0 <= self.val_size < TRAIN_IMAGES, f"must be in [0, {TRAIN_IMAGES})")
+        _check("data.val_size", self.train_limit + self.val_size <= TRAIN_IMAGES,
+               f"data.train_limit + data.val_size must be at most {TRAIN_IMAGES:,}: the two sets are disjoint")
         _check("data.rotate", 0 <= self.rotate <= 180, "must be in [0, 180] degrees")
         _check("data.scale", 0 <= self.scale < 1, "must be in [0, 1)")
         _check("data.translate", 0 <= self.translate <= 0.5, "must be in [0, 0.5]")
@@ -262,9 +266,18 @@ def from_dict(d: dict) -> RunConfig:
     return apply_overrides(RunConfig(), flatten(d))
 
 
+# fields added after runs were trained: at these values they stay out of the hashed text, so every earlier run keeps
+# its id (and its folder) and a config that does not use the new field is the same run it always was
+LATER_FIELDS = {("data", "val_size"): 0}
+
+
 def canonical_json(cfg: RunConfig) -> str:
-    """The config as sorted, compact JSON: the text a run id hashes."""
-    return json.dumps(to_dict(cfg), sort_keys=True, separators=(",", ":"))
+    """The config as sorted, compact JSON: the text a run id hashes (and config.json holds)."""
+    d = to_dict(cfg)
+    for (section, key), neutral in LATER_FIELDS.items():
+        if d[section].get(key) == neutral:
+            del d[section][key]
+    return json.dumps(d, sort_keys=True, separators=(",", ":"))
 
 
 def run_id(cfg: RunConfig) -> str:

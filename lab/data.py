@@ -196,6 +196,15 @@ def load_dataset(name: str, root: str | Path) -> Dataset:
     return Dataset(name, train, test, mean, std)
 
 
+def train_val_split(train: Split, train_limit: int, val_size: int) -> tuple[Split, Split | None]:
+    """(what a run learns from, its validation split): the last val_size training images are held out, and training
+    takes the first train_limit of the others (0: all of them); disjoint by construction. No validation when 0."""
+    if not val_size:
+        return train.head(train_limit), None
+    rest = len(train) - val_size
+    return train.head(rest).head(train_limit), Split(train.images[rest:], train.labels[rest:])
+
+
 def to_float(images: torch.Tensor) -> torch.Tensor:
     """uint8 (B, 28, 28) -> float (B, 1, 28, 28) in [0, 1]."""
     return images.unsqueeze(1).float().div_(255.0)

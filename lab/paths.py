@@ -5,6 +5,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPERIMENTS_DIR = ROOT / "experiments"
+# what `make experiments` trains, in its order (the Makefile's SWEEPS; a test keeps the two equal)
+EXPERIMENT_SWEEPS = ("cnn_hparams", "cnn_ablations", "autoencoder")
 
 
 def _choose(override: str | Path | None, env: str, default: Path) -> Path:

@@ -21,7 +21,8 @@ from lab.sweep import DEFAULT_PROFILE, Sweep
 
 # the columns a reader looks at first; the config and environment follow
 LEAD_COLUMNS = ["sweep", "profile", "group", "label", "run_id", "task", "model.preset",
-                "train_accuracy", "test_accuracy", "train_loss", "test_loss", "train_mse", "test_mse",
+                "train_accuracy", "val_accuracy", "test_accuracy", "train_loss", "val_loss", "test_loss",
+                "train_mse", "val_mse", "test_mse",
                 "train_seconds", "parameters", "epochs", "seed"]
 
 

@@ -15,7 +15,16 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from lab.config import RunConfig, TrainConfig, run_id
-from lab.data import Dataset, Split, normalize, ordered_batches, random_affine, shuffled_batches, to_float
+from lab.data import (
+    Dataset,
+    Split,
+    normalize,
+    ordered_batches,
+    random_affine,
+    shuffled_batches,
+    to_float,
+    train_val_split,
+)
 from lab.device import autocast, autocast_dtype, precision_name
 from lab.models import build_model, count_parameters
 from lab.resume import Progress, TrainingParts, resume, save_resume
@@ -125,6 +134,7 @@ class Setup:
     test: Split
     amp_dtype: torch.dtype | None  # what training steps autocast to; None: fp32
     generator: torch.Generator  # shuffling and augmentation
+    val: Split | None = None  # held-out training images (data.val_size); never a gradient step
 
     @property
     def pca(self) -> bool:
@@ -138,12 +148,14 @@ def prepare(cfg: RunConfig, dataset: Dataset, device: torch.device | str = "cpu"
     generator = torch.Generator().manual_seed(cfg.seed)  # shuffling and augmentation
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    train, test = dataset.train.head(cfg.data.train_limit).to(device), dataset.test.to(device)
+    train, val = train_val_split(dataset.train, cfg.data.train_limit, cfg.data.val_size)
+    train, test = train.to(device), dataset.test.to(device)
+    val = val.to(device) if val is not None else None
     model = build_model(cfg).to(device)
     batcher = Batcher(cfg, dataset, device, generator)
     if batcher.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    setup = Setup(cfg, device, model, batcher, train, test, None, generator)
+    setup = Setup(cfg, device, model, batcher, train, test, None, generator, val)
     # Training steps autocast; every evaluation runs in fp32, as a loaded checkpoint computes, so the recorded
     # accuracies are what the demo and report get back. PCA is exact linear algebra: fp32 throughout.
     if not setup.pca:
@@ -156,11 +168,15 @@ def fit_pca(setup: Setup) -> tuple[list[dict], float]:
     t0 = time.perf_counter()
     setup.model.fit(setup.batcher(setup.train.images, augment=False)[1])
     seconds = time.perf_counter() - t0
-    task = setup.cfg.task
-    row = {"epoch": 1, "train_mse": evaluate(setup.model, setup.train, setup.batcher, task)["mse"],
-           "test_mse": evaluate(setup.model, setup.test, setup.batcher, task)["mse"], "lr": 0.0,
-           "epoch_seconds": seconds}
-    return [row], seconds
+    row = {"epoch": 1, "train_mse": evaluate(setup.model, setup.train, setup.batcher, setup.cfg.task)["mse"]}
+    return [row | held_out_metrics(setup) | {"lr": 0.0, "epoch_seconds": seconds}], seconds
+
+
+def held_out_metrics(setup: Setup) -> dict:
+    """The validation split's numbers (when the run holds one out), then the test split's: val_loss, test_accuracy..."""
+    splits = [("val", setup.val), ("test", setup.test)]
+    return {f"{name}_{k}": v for name, split in splits if split is not None
+            for k, v in evaluate(setup.model, split, setup.batcher, setup.cfg.task).items()}
 
 
 def train_epoch(setup: Setup, optimizer: torch.optim.Optimizer, scheduler, per_batch: bool, epoch: int,
@@ -192,12 +208,9 @@ def train_epoch(setup: Setup, optimizer: torch.optim.Optimizer, scheduler, per_b
     row: dict = {"epoch": epoch}
     if task == "classifier":
         row |= {"train_loss": loss_sum.item() / len(train), "train_accuracy": correct.item() / len(train)}
-        test = evaluate(model, setup.test, setup.batcher, task)
-        row |= {"test_loss": test["loss"], "test_accuracy": test["accuracy"]}
     else:
-        row |= {"train_mse": loss_sum.item() / len(train),
-                "test_mse": evaluate(model, setup.test, setup.batcher, task)["mse"]}
-    return row | {"lr": lr, "epoch_seconds": seconds}
+        row |= {"train_mse": loss_sum.item() / len(train)}
+    return row | held_out_metrics(setup) | {"lr": lr, "epoch_seconds": seconds}
 
 
 def train_epochs(setup: Setup, started: float, progress: bool = True, log: Callable[[str], None] = print,
@@ -228,7 +241,7 @@ def train_epochs(setup: Setup, started: float, progress: bool = True, log: Calla
         if resume_path:  # saved before the log line: a run stopped after that line resumes after this epoch
             save_resume(resume_path, run_id(cfg), precision, parts,
                         Progress(epoch, history, train_seconds, time.perf_counter() - started))
-        numbers = "  ".join(f"{k} {v:.4f}" for k, v in row.items() if k.startswith(("train_", "test_")))
+        numbers = "  ".join(f"{k} {v:.4f}" for k, v in row.items() if k.startswith(("train_", "val_", "test_")))
         log(f"  epoch {epoch}/{cfg.train.epochs}  {numbers}  {row['epoch_seconds']:.1f}s")
     return history, train_seconds, started
 
@@ -237,7 +250,8 @@ def final_metrics(setup: Setup, history: list[dict], train_seconds: float, start
     """The training split re-measured in eval mode (no dropout, no augmentation), the last test numbers, costs."""
     final_train = evaluate(setup.model, setup.train, setup.batcher, setup.cfg.task)
     metrics = {f"train_{k}": v for k, v in final_train.items()}
-    metrics |= {k: v for k, v in history[-1].items() if k.startswith("test_")}
+    metrics |= {k: v for k, v in history[-1].items() if k.startswith(("val_", "test_"))}
+    metrics |= {"val_images": len(setup.val)} if setup.val is not None else {}
     return metrics | {
         "train_seconds": train_seconds,
         "total_seconds": time.perf_counter() - started,

@@ -2,6 +2,7 @@ import json
 
 import pytest
 
+from lab import paths
 from lab.config import (
     AUTOENCODER_PRESETS,
     CLASSIFIER_PRESETS,
@@ -86,6 +87,8 @@ def test_ints_become_floats_and_lists_become_tuples():
     ({"model.dropout": 1.0}, "model.dropout"),
     ({"model.kernel_sizes": [3, 3]}, "model.kernel_sizes"),
     ({"data.train_limit": 70000}, "data.train_limit"),
+    ({"data.val_size": -1}, "data.val_size"),
+    ({"data.val_size": 5000, "data.train_limit": 58000}, "data.val_size"),
     ({"data.dataset": "cifar10"}, "data.dataset"),
     ({"model.preset": "resnet"}, "model.preset"),
     ({"task": "gan"}, "task"),
@@ -109,3 +112,15 @@ def test_flatten():
 def test_model_type_must_match_task():
     with pytest.raises(ConfigError):
         RunConfig(task="autoencoder", model=ClassifierConfig())
+
+
+def test_runs_trained_before_the_validation_split_keep_their_ids():
+    """A field added later stays out of the hash at its neutral value: the shipped run folders keep their names."""
+    shipped = sorted(paths.demo_checkpoints().iterdir())
+    assert shipped
+    for folder in shipped:
+        config = json.loads((folder / "config.json").read_text())
+        assert "val_size" not in config["data"] and run_id(from_dict(config)) == folder.name
+    held_out = apply_overrides(default_config(), {"data.val_size": 5000})
+    assert run_id(held_out) != run_id(default_config())
+    assert from_dict(json.loads(canonical_json(held_out))) == held_out

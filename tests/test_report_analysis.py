@@ -28,16 +28,17 @@ def classifier_row(run_id, group, label, test, train=None, seconds=10.0, seed=0,
             "data.translate": 0.1}
 
 
-def ablation_table() -> pd.DataFrame:
-    """Base (b0, b1) stands in both groups; 'bad' costs two points, 'meh' moves less than the seed noise."""
+def ablation_table(seeds: int = 5) -> pd.DataFrame:
+    """Base runs stand in both groups; 'bad' costs two points on every seed, 'none' moves within the seeds' luck."""
+    luck = [0.0, 0.002, -0.001, 0.001, -0.002][:seeds]  # each seed's luck moves every setting of that seed
+    wobble = [0.0006, -0.0004, 0.0002, -0.0005, 0.0001][:seeds]
     rows = []
-    for group, setting, ids, accs in [("norm", "batch", ("b0", "b1"), (0.990, 0.991)),
-                                      ("norm", "none", ("n0", "n1"), (0.9895, 0.9912)),
-                                      ("schedule", "onecycle", ("b0", "b1"), (0.990, 0.991)),
-                                      ("schedule", "bad", ("s0", "s1"), (0.970, 0.971))]:
+    for group, setting, prefix, shift, noise in [("norm", "batch", "b", 0.0, 0.0), ("norm", "none", "n", 0.0, 1.0),
+                                                 ("schedule", "onecycle", "b", 0.0, 0.0),
+                                                 ("schedule", "bad", "s", -0.02, -1.0)]:
         key = "model.norm" if group == "norm" else "train.schedule"
-        rows += [classifier_row(rid, group, f"{key}={setting} seed={seed}", acc, seed=seed)
-                 for seed, (rid, acc) in enumerate(zip(ids, accs))]
+        rows += [classifier_row(f"{prefix}{seed}", group, f"{key}={setting} seed={seed}",
+                                0.99 + luck[seed] + shift + noise * wobble[seed], seed=seed) for seed in range(seeds)]
     return pd.DataFrame(rows)
 
 
@@ -123,25 +124,26 @@ def test_fit_flags_apply_the_stated_rule():
     assert "0.5 points" in A.fit_rule() and "99%" in A.fit_rule()
 
 
-def test_ablation_effects_find_the_base_and_weigh_effects_against_seed_noise():
+def test_ablation_effects_pair_seeds_with_the_base_and_correct_for_the_family():
     effects = A.ablation_effects(ablation_table()).set_index(["group", "setting"])
     assert effects.loc[("norm", "norm=batch"), "is_base"] and effects.loc[("schedule", "schedule=onecycle"), "is_base"]
-    assert effects.loc[("schedule", "schedule=bad"), "delta"] == pytest.approx(-0.02)
-    assert effects.loc[("schedule", "schedule=bad"), "std"] == pytest.approx(np.std([0.970, 0.971], ddof=1))
-    assert effects["noise"].iloc[0] == pytest.approx(0.0017)  # the widest seed spread: norm=none
-    assert effects.loc[("schedule", "schedule=bad"), "clear"] and not effects.loc[("norm", "norm=none"), "clear"]
+    bad, none = effects.loc[("schedule", "schedule=bad")], effects.loc[("norm", "norm=none")]
+    assert bad["effect"] == pytest.approx(-0.02 - np.mean([0.0006, -0.0004, 0.0002, -0.0005, 0.0001]))
+    assert bad["seeds"] == 5 and bad["verdict"] == "effect" and bad["corrected_high"] < 0
+    assert none["verdict"] == "no effect detectable" and none["corrected_low"] < 0 < none["corrected_high"]
+    assert bad["level"] == pytest.approx(0.05 / 2)  # Holm: the smaller p-value of two is tested at 0.05 / 2
     sentences = A.ablation_sentences(A.ablation_effects(ablation_table()))
-    assert "no measurable difference" in sentences[0] and "a real effect" in sentences[1]
-    assert "schedule=bad costs 2.00 points" in sentences[1]
+    assert "no effect detectable at 5 seeds" in sentences[0] and "an effect (5 paired seeds)" in sentences[1]
+    assert "schedule=bad -2.00 points [" in sentences[1]
     knobs = A.knobs_sentence(A.ablation_effects(ablation_table()))
-    assert knobs.startswith("What matters: schedule (up to 2.00 points)") and "not measurable here: norm" in knobs
+    assert knobs.startswith("Effects (2 comparisons") and "No effect detectable: norm norm=none" in knobs
 
 
-def test_one_seed_cannot_separate_an_effect_from_noise():
-    table = ablation_table()
-    effects = A.ablation_effects(table[table["seed"] == 0])
-    assert not effects["clear"].any()
-    assert all("cannot be told apart" in s for s in A.ablation_sentences(effects))
+def test_one_seed_resolves_nothing():
+    effects = A.ablation_effects(ablation_table(seeds=1))
+    assert set(effects.loc[~effects["is_base"], "verdict"]) == {"too few seeds"}
+    assert all("an interval needs two" in s for s in A.ablation_sentences(effects))
+    assert A.knobs_sentence(effects).startswith("No ablated setting has an effect")
 
 
 def test_autoencoder_against_pca_per_latent_size():
@@ -191,12 +193,13 @@ def test_tables_and_missing_tables(tmp_path, monkeypatch):
     with pytest.raises(A.Missing, match="cnn_hparams.csv. is missing.*make experiments"):
         A.need(None, "cnn_hparams")
     ablation_table().to_csv(tmp_path / "cnn_ablations.csv", index=False)
-    assert len(A.read_tables(A.CLASSIFIER_SWEEPS)) == 8
+    assert len(A.read_tables(A.CLASSIFIER_SWEEPS)) == len(ablation_table())
     assert A.missing_tables(A.CLASSIFIER_SWEEPS) == [tmp_path / "cnn_hparams.csv"]
     html = A.sortable_html(A.sweep_table(A.read_table("cnn_ablations")), "t1")
     assert 'id="t1"' in html and "getElementById('t1')" in html and html.count("<tr>") >= 6
     inventory = A.inventory_markdown({"cnn_ablations": A.read_table("cnn_ablations"), "autoencoder": None})
-    assert "| cnn_ablations | classifier | 6 |" in inventory and "| autoencoder | | no table |" in inventory
+    runs = ablation_table()["run_id"].nunique()
+    assert f"| cnn_ablations | classifier | {runs} |" in inventory and "| autoencoder | | no table |" in inventory
 
 
 def test_centroid_accuracy_measures_how_well_a_map_separates_classes():

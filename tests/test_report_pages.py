@@ -71,7 +71,9 @@ def execute(page: Path, env: dict[str, str]) -> list[nbformat.NotebookNode]:
     notebook = nbformat.v4.new_notebook(cells=cells)
     client = NotebookClient(notebook, kernel_name=kernel_name(), timeout=600, allow_errors=True,
                             resources={"metadata": {"path": str(page.parent)}})
-    client.execute(env=os.environ | {"PYTHONWARNINGS": "ignore"} | env)
+    # PYTHONPATH: the kernel imports this checkout's lab, whichever checkout the environment was installed from
+    path = os.pathsep.join(filter(None, [str(paths.ROOT), os.environ.get("PYTHONPATH")]))
+    client.execute(env=os.environ | {"PYTHONWARNINGS": "ignore", "PYTHONPATH": path} | env)
     ran_in = "".join(o.get("text", "") for o in notebook.cells[0].outputs)
     assert ran_in == sys.executable, f"the python3 kernel runs {ran_in!r}, not this environment's {sys.executable}"
     return notebook.cells[1:]

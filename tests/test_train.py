@@ -1,8 +1,11 @@
+from dataclasses import replace
+
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from lab.config import apply_overrides, default_config
+from lab.data import Split, train_val_split
 from lab.device import pick_device
 from lab.models import build_model
 from lab.runner import train_run
@@ -98,3 +101,41 @@ def test_autoencoder_beats_pca_at_the_same_latent_size(mnist):
               mnist, "cpu", progress=False, log=lambda s: None)
     assert 0.01 < pca.metrics["test_mse"] < 0.03  # about 0.015 for MNIST
     assert ae.metrics["test_mse"] < pca.metrics["test_mse"]
+
+
+def test_a_validation_split_is_recorded_every_epoch_and_at_the_end(mnist):
+    result = fit(small(**{"data.val_size": 300}), mnist, "cpu", progress=False, log=lambda s: None)
+    assert list(result.history[0]) == ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
+                                       "test_loss", "test_accuracy", "lr", "epoch_seconds"]
+    m = result.metrics
+    assert m["train_images"] == 600 and m["val_images"] == 300
+    assert m["val_accuracy"] == result.history[-1]["val_accuracy"] and 0.5 < m["val_accuracy"] <= 1
+    autoencoder = fit(small("autoencoder", **{"data.val_size": 300, "train.epochs": 1}), mnist, "cpu",
+                      progress=False, log=lambda s: None)
+    assert {"val_mse", "test_mse"} <= set(autoencoder.history[0]) and autoencoder.metrics["val_images"] == 300
+
+
+def test_validation_images_never_take_a_gradient_step(mnist):
+    """Scramble every held-out image and label: the trained weights are the same to the bit, the validation numbers
+    are not. (The last 300 training images are held out; the first 600 train.)"""
+    cfg = small(**{"data.val_size": 300, "data.augment": True, "model.dropout": 0.2}, seed=3)
+    scrambled_images = mnist.train.images.clone()
+    scrambled_labels = mnist.train.labels.clone()
+    scrambled_images[-300:] = scrambled_images[-300:].flip(1)
+    scrambled_labels[-300:] = (scrambled_labels[-300:] + 1) % 10
+    scrambled = replace(mnist, train=Split(scrambled_images, scrambled_labels))
+    a = fit(cfg, mnist, "cpu", progress=False, log=lambda s: None, precision="fp32")
+    b = fit(cfg, scrambled, "cpu", progress=False, log=lambda s: None, precision="fp32")
+    assert all(torch.equal(x, y) for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values()))
+    assert a.metrics["train_loss"] == b.metrics["train_loss"] and a.metrics["test_loss"] == b.metrics["test_loss"]
+    assert b.metrics["val_accuracy"] < a.metrics["val_accuracy"] - 0.3  # it does see the images it is shown
+
+
+def test_the_split_is_disjoint_and_takes_the_last_images():
+    split = Split(torch.arange(100, dtype=torch.uint8).view(100, 1, 1).expand(100, 28, 28), torch.arange(100) % 10)
+    train, val = train_val_split(split, train_limit=0, val_size=30)
+    assert len(train) == 70 and len(val) == 30 and int(val.images[0, 0, 0]) == 70
+    limited, val2 = train_val_split(split, train_limit=40, val_size=30)
+    assert len(limited) == 40 and torch.equal(val2.images, val.images)
+    assert not set(limited.images[:, 0, 0].tolist()) & set(val.images[:, 0, 0].tolist())
+    assert train_val_split(split, 0, 0) == (split, None)

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from lab import paths
+from lab.report import statistics as S
 
 CLASSIFIER_SWEEPS = ("cnn_hparams", "cnn_ablations")
 AUTOENCODER_SWEEP = "autoencoder"
@@ -322,81 +323,94 @@ def _base_setting(group: pd.DataFrame, counts: dict[str, int]) -> str:
 
 
 def ablation_effects(table: pd.DataFrame, metric: str = "test_accuracy") -> pd.DataFrame:
-    """Per group and setting: mean, std, min and max of the metric over seeds, and the change against the group's base.
+    """Per group and setting: the seeds' mean and spread, and the paired effect against the group's base.
 
-    The base of a group is the setting whose runs also stand in other groups (the sweep's base config). `noise` is the
-    largest seed-to-seed spread (max - min) of any setting in the table; an effect is `clear` when it exceeds it.
+    The base of a group is the setting whose runs also stand in other groups (the sweep's base config). The effect
+    is the mean over shared seeds of (setting - base), with its 95% t interval, and Holm's correction across every
+    comparison of the sweep (lab/report/statistics.py): `verdict` is "effect" only when the corrected interval
+    excludes zero; `detectable` is the smallest effect the design finds with 80% power at its corrected level.
     """
     runs = table.assign(setting=table["label"].map(value_label))
     counts = runs.groupby("run_id")["group"].nunique().to_dict()
-    noise = runs.groupby(["group", "setting"])[metric].agg(lambda v: v.max() - v.min()).max()
-    rows = []
-    for group, cells in runs.groupby("group", sort=False):
-        base = _base_setting(cells, counts)
-        base_mean = cells.loc[cells["setting"] == base, metric].mean()
-        for setting, cell in cells.groupby("setting", sort=False):
+    cells, comparisons = [], []
+    for group, group_runs in runs.groupby("group", sort=False):
+        base = _base_setting(group_runs, counts)
+        by_seed = {setting: cell.groupby("seed")[metric].mean() for setting, cell in group_runs.groupby("setting")}
+        for setting, cell in group_runs.groupby("setting", sort=False):
             values = cell[metric]
-            delta = values.mean() - base_mean
-            rows.append({
-                "group": group, "setting": setting, "is_base": setting == base, "seeds": len(values),
-                "mean": values.mean(), "std": values.std(ddof=1) if len(values) > 1 else np.nan,
-                "min": values.min(), "max": values.max(), "delta": delta, "noise": noise,
-                "clear": bool(setting != base and noise > 0 and abs(delta) > noise), "values": values.tolist(),
-            })
-    return pd.DataFrame(rows)
+            row = {"group": group, "setting": setting, "is_base": setting == base, "mean": values.mean(),
+                   "std": values.std(ddof=1) if len(values) > 1 else np.nan, "min": values.min(),
+                   "max": values.max(), "values": values.tolist(), "base_mean": by_seed[base].mean()}
+            if setting == base:
+                cells.append(row | {"seeds": len(values), "effect": 0.0, "verdict": S.BASE})
+            else:
+                cells.append(row)
+                comparisons.append({"key": (group, setting)} | S.compare(by_seed[base], by_seed[setting]))
+    effects = pd.DataFrame(cells)
+    if comparisons:
+        tested = S.correct(pd.DataFrame(comparisons)).drop(columns=["differences"])
+        tested.index = pd.MultiIndex.from_tuples(tested.pop("key"), names=["group", "setting"])
+        effects = effects.set_index(["group", "setting"]).combine_first(tested).reset_index()
+        effects = effects.set_index(["group", "setting"]).loc[[(r["group"], r["setting"]) for r in cells]]
+        effects = effects.reset_index()
+    return effects
 
 
 def _points(x: float) -> str:
     return f"{100 * x:+.2f}"
 
 
+def interval_text(row, corrected: bool = True) -> str:
+    """"-0.12 points [-0.30, +0.05]": an effect and its (Holm-corrected) 95% interval, in points."""
+    low, high = (row.corrected_low, row.corrected_high) if corrected else (row.low, row.high)
+    return f"{_points(row.effect)} points [{_points(low)}, {_points(high)}]"
+
+
+def verdict_text(row) -> str:
+    """What a comparison lets the lab say, in words, with the number of seeds behind it."""
+    if row.verdict == S.EFFECT:
+        return f"an effect ({int(row.seeds)} paired seeds)"
+    if row.verdict == S.TOO_FEW:
+        return f"not resolvable: {int(row.seeds)} paired seed, an interval needs two"
+    return (f"no effect detectable at {int(row.seeds)} seeds (the design finds {100 * row.detectable:.2f} points "
+            f"with 80% power)")
+
+
 def ablation_sentences(effects: pd.DataFrame, metric_name: str = "test accuracy") -> list[str]:
-    """One sentence per ablation group, saying which settings move the metric beyond the seed-to-seed spread."""
+    """One sentence per ablation group: each setting's paired effect on the metric, its interval and its verdict."""
     sentences = []
-    noise = effects["noise"].iloc[0]
     for group, cells in effects.groupby("group", sort=False):
         base = cells[cells["is_base"]].iloc[0]
         others = cells[~cells["is_base"]]
-        head = f"**{group}** (base {base['setting']}: {percent(base['mean'])})"
-        moved = "; ".join(f"{r.setting} {_points(r.delta)} points ({percent(r.mean)})" for r in others.itertuples())
-        clear = others[others["clear"]]
+        head = f"**{group}** (base {base['setting']}: {percent(base['mean'])} mean {metric_name})"
         if others.empty:
             sentences.append(f"{head}: only the base was run.")
-        elif not noise > 0:
-            sentences.append(f"{head}: {moved}. One seed per setting, so these changes cannot be told apart from "
-                             f"seed noise.")
-        elif clear.empty:
-            sentences.append(f"{head}: {moved}. All within the seed noise ({100 * noise:.2f} points), so at this "
-                             f"budget it makes no measurable difference.")
-        else:
-            largest = clear.loc[clear["delta"].abs().idxmax()]
-            verb = "costs" if largest["delta"] < 0 else "gains"
-            sentences.append(f"{head}: {moved}. {largest['setting']} {verb} {abs(100 * largest['delta']):.2f} points "
-                             f"of {metric_name}, {abs(largest['delta']) / noise:.1f}x the seed noise: a real effect.")
+            continue
+        parts = [f"{r.setting} {interval_text(r)}: {verdict_text(r)}" for r in others.itertuples()]
+        sentences.append(f"{head}: " + "; ".join(parts) + ".")
     return sentences
 
 
 def knobs_sentence(effects: pd.DataFrame) -> str:
-    """Which ablated knobs matter: those with an effect beyond seed noise, largest first, and those without."""
-    ranked = ranked_groups(effects)
-    matter = ranked[ranked["any_clear"]]
-    rest = ranked[~ranked["any_clear"]]
-    noise = effects["noise"].iloc[0]
-    if matter.empty:
-        return (f"No ablated choice moves test accuracy beyond the seed noise ({100 * noise:.2f} points, the largest "
-                f"spread between seeds of one setting): at this budget the base network is robust to all of them.")
-    text = ("What matters: " + ", ".join(f"{r.group} (up to {100 * r.largest:.2f} points)" for r in matter.itertuples())
-            + f", each beyond the seed noise of {100 * noise:.2f} points (the largest spread between seeds of one "
-              f"setting).")
+    """Which ablated settings have an effect after Holm's correction, largest first, and which do not."""
+    tested = effects[~effects["is_base"]]
+    found = tested[tested["verdict"] == S.EFFECT].sort_values("effect", key=abs, ascending=False)
+    rest = tested[tested["verdict"] != S.EFFECT]
+    family = f"{len(tested)} comparisons, Holm-corrected 95% intervals from paired seeds"
+    if found.empty:
+        return (f"No ablated setting has an effect on test accuracy that survives the correction ({family}); "
+                f"the sentences below say how large an effect each comparison could have found.")
+    text = "Effects (" + family + "): " + "; ".join(f"{r.group} {r.setting} {interval_text(r)}"
+                                                    for r in found.itertuples()) + "."
     if not rest.empty:
-        text += " Within that noise, and so not measurable here: " + ", ".join(rest["group"]) + "."
+        text += " No effect detectable: " + ", ".join(f"{r.group} {r.setting}" for r in rest.itertuples()) + "."
     return text
 
 
 def ranked_groups(effects: pd.DataFrame) -> pd.DataFrame:
-    """Groups ordered by their largest absolute effect against the base: which knobs matter most."""
-    size = effects.groupby("group", sort=False).agg(largest=("delta", lambda d: d.abs().max()),
-                                                    any_clear=("clear", "any"))
+    """Groups ordered by their largest absolute effect against the base, and whether any survives the correction."""
+    size = effects.groupby("group", sort=False).agg(largest=("effect", lambda d: d.abs().max()),
+                                                    any_effect=("verdict", lambda v: (v == S.EFFECT).any()))
     return size.sort_values("largest", ascending=False).reset_index()
 
 

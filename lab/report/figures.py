@@ -6,7 +6,7 @@ Images are numpy arrays (N, 28, 28) of floats in [0, 1], white digit on black, s
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, ScalarFormatter
 
 from lab.report.analysis import pareto_front, percent, unique_runs, value_label
 
@@ -88,27 +88,24 @@ def training_curves(history: pd.DataFrame, table: pd.DataFrame, flags: pd.DataFr
     return fig
 
 
-def ablation_effects(effects: pd.DataFrame, metric_name: str = "test accuracy (%)") -> Figure:
-    """Each ablation setting's seeds (dots) and mean (bar tick), grouped, with the base's mean as a reference line."""
-    fig = Figure(figsize=(8, 0.38 * len(effects) + 1.2), layout="constrained")
+def ablation_effects(effects: pd.DataFrame, metric_name: str = "test accuracy") -> Figure:
+    """A forest plot: each setting's paired effect against its group's base, with its Holm-corrected 95% interval
+    (thick) and uncorrected one (thin); red where the corrected interval excludes zero."""
+    tested = effects[~effects["is_base"]].reset_index(drop=True)
+    fig = Figure(figsize=(7, 0.32 * len(tested) + 1.3), layout="constrained")
     ax = fig.subplots()
-    y, ticks, labels = 0, [], []
-    for _, cells in effects.groupby("group", sort=False):
-        base = cells[cells["is_base"]].iloc[0]
-        start = y
-        for row in cells.itertuples():
-            color = "black" if row.is_base else ("C3" if row.clear else "C0")
-            ax.scatter(100 * np.asarray(row.values), [y] * len(row.values), color=color, s=18, alpha=0.7)
-            ax.plot([100 * row.mean] * 2, [y - 0.3, y + 0.3], color=color, lw=2.5)
-            ticks.append(y)
-            labels.append(f"{row.setting}  ({100 * row.delta:+.2f})" if not row.is_base else f"{row.setting} (base)")
-            y += 1
-        ax.plot([100 * base["mean"]] * 2, [start - 0.5, y - 0.5], color="gray", lw=0.8, ls=":")
-        ax.axhline(y - 0.5 + 0.25, color="lightgray", lw=0.6)
-        y += 0.5
-    ax.set_yticks(ticks, labels, fontsize=8)
+    for y, row in enumerate(tested.itertuples()):
+        color = "C3" if row.verdict == "effect" else "C0"
+        ax.plot([100 * row.low, 100 * row.high], [y, y], color=color, lw=1, alpha=0.6)
+        ax.plot([100 * row.corrected_low, 100 * row.corrected_high], [y, y], color=color, lw=3.5, alpha=0.5)
+        ax.plot(100 * row.effect, y, "o", color=color, ms=5)
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_yticks(range(len(tested)), [f"{r.group}: {r.setting.split('=', 1)[-1]} ({int(r.seeds)} seeds)"
+                                       for r in tested.itertuples()], fontsize=9)
     ax.invert_yaxis()
-    ax.set_xlabel(f"{metric_name}: dots are seeds, ticks their mean; red: beyond the seed noise, black: base")
+    ax.set_xscale("symlog", linthresh=1)  # intervals from two seeds are tens of points wide; effects are tenths
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:+g}" if x else "0"))
+    ax.set_xlabel(f"change in {metric_name} against the base, points (log scale beyond ±1)", fontsize=9)
     ax.grid(axis="x", alpha=0.3)
     return fig
 

@@ -44,7 +44,7 @@ FASTEST = {"model.preset": "fast_cnn", "train.optimizer": "adam", "train.lr": 0.
 FASTEST_MAX_EPOCHS = 3  # if one epoch falls short, the one-cycle schedule is stretched to 2, then 3 epochs
 # The tutorial baseline: https://github.com/pytorch/examples/blob/main/mnist/main.py with its defaults.
 BASELINE_BATCH, BASELINE_TEST_BATCH, BASELINE_LR, BASELINE_GAMMA = 64, 1000, 1.0, 0.7
-SWEEP_FILES = ("cnn_hparams", "cnn_ablations", "autoencoder")  # what `make experiments` runs, in its order
+SWEEP_FILES = paths.EXPERIMENT_SWEEPS  # what `make experiments` runs, in its order
 # TARGET_ACCURACY (99%) is the report's, lab.report.analysis's; the functions import it when they run, as analysis
 # loads pandas and each child's process_seconds counts its imports.
 SECTIONS = ("accuracy", "baseline", "throughput", "latency", "load", "experiments")

@@ -26,7 +26,7 @@ from lab.report.analysis import (
 README = paths.ROOT / "README.md"
 BEGIN = "<!-- results: begin (written by `make readme` from experiments/results/; do not edit by hand) -->"
 END = "<!-- results: end -->"
-SWEEPS = (*CLASSIFIER_SWEEPS, AUTOENCODER_SWEEP)  # the default profile, in the order `make experiments` runs them
+SWEEPS = paths.EXPERIMENT_SWEEPS  # the default profile, in the order `make experiments` runs them
 
 
 class StaleError(ValueError):
