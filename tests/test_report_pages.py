@@ -192,9 +192,10 @@ def test_overview_headline_numbers_match_the_tables(committed_pages):
     rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ")}
     classifiers = pd.concat([pd.read_csv(COMMITTED / f"{n}.csv") for n in ("cnn_hparams", "cnn_ablations")],
                             ignore_index=True)
-    best = classifiers.loc[classifiers["test_accuracy"].idxmax()]
-    assert f"**{100 * best['test_accuracy']:.2f}%**" in rows["best test accuracy"]
-    assert best["run_id"] in rows["best test accuracy"]
+    chosen_on = "val_accuracy" if "val_accuracy" in classifiers else "test_accuracy"  # older tables: no validation
+    best = classifiers.loc[classifiers[chosen_on].idxmax()]
+    row = next(line for key, line in rows.items() if key.startswith("best"))
+    assert f"**{100 * best['test_accuracy']:.2f}%**" in row and best["run_id"] in row
     good = classifiers[classifiers["test_accuracy"] >= 0.99]
     fastest = good.loc[good["train_seconds"].idxmin()]
     row = rows["fastest to 99% test accuracy"]

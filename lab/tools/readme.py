@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from lab import paths
+from lab.report import reference as R
 from lab.report.analysis import (
     AUTOENCODER_SWEEP,
     CLASSIFIER_SWEEPS,
@@ -34,10 +35,17 @@ class StaleError(ValueError):
 
 
 def machine_line(tables: list[pd.DataFrame]) -> str:
-    """Where the runs were made: device, threads, torch (each distinct combination once)."""
+    """Where the runs were made: device (the CPU's model where recorded), threads, precision, torch; each once."""
     runs = pd.concat([unique_runs(t) for t in tables], ignore_index=True)
-    combos = sorted({f"{r.device}, {int(r.threads)} threads, torch {r.torch_version}" for r in runs.itertuples()})
-    return "; ".join(combos)
+
+    def where(r) -> str:
+        cpu = getattr(r, "cpu", None)
+        device = f"{r.device} ({cpu})" if isinstance(cpu, str) and r.device == "cpu" else r.device
+        precision = getattr(r, "precision", None)
+        return f"{device}, {int(r.threads)} threads, " + (f"{precision}, " if isinstance(precision, str) else "") + \
+            f"torch {r.torch_version}"
+
+    return "; ".join(sorted({where(r) for r in runs.itertuples()}))
 
 
 def wall_time_line(tables: dict[str, pd.DataFrame]) -> str:
@@ -62,7 +70,22 @@ def results_block(results_dir: str | Path | None = None) -> str:
         headline_markdown(numbers),
         "",
         wall_time_line(tables),
+        *reference_lines(results_dir),
     ])
+
+
+def reference_lines(results_dir: str | Path | None = None) -> list[str]:
+    """The reference recipe's result and the reference findings' verdicts, where their tables are committed."""
+    lines = []
+    recipe, findings = read_table(R.RECIPE_SWEEP, results_dir), read_table(R.FINDINGS_SWEEP, results_dir)
+    if recipe is not None:
+        lines += ["", f"**The reference recipe** (`{R.RECIPE_SWEEP}`; {machine_line([recipe])}): "
+                  + R.recipe_sentence(R.recipe_summary(recipe))]
+    if findings is not None:
+        lines += ["", f"**The reference findings** on `simple_cnn` (`{R.FINDINGS_SWEEP}`; "
+                  f"{machine_line([findings])}; see docs/statistics.md):", "", R.verdicts_markdown(
+                      R.finding_verdicts(findings))]
+    return lines
 
 
 def render(text: str, block: str) -> str:
