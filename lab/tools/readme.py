@@ -13,10 +13,12 @@ from pathlib import Path
 import pandas as pd
 
 from lab import paths
+from lab.report import optimizers as O
 from lab.report import reference as R
 from lab.report.analysis import (
     AUTOENCODER_SWEEP,
     CLASSIFIER_SWEEPS,
+    describe,
     headline,
     headline_markdown,
     read_table,
@@ -71,6 +73,7 @@ def results_block(results_dir: str | Path | None = None) -> str:
         "",
         wall_time_line(tables),
         *reference_lines(results_dir),
+        *other_lines(results_dir),
     ])
 
 
@@ -94,6 +97,24 @@ def render(text: str, block: str) -> str:
     if start < 0 or end < start:
         raise StaleError(f"no results block: the README needs the lines\n{BEGIN}\n{END}")
     return f"{text[:start + len(BEGIN)]}\n{block}\n{text[end:]}"
+
+
+def other_lines(results_dir: str | Path | None = None) -> list[str]:
+    """The stronger autoencoder and the optimiser comparison, where their tables are committed."""
+    lines = []
+    strong = read_table(f"{AUTOENCODER_SWEEP}-strong", results_dir)
+    if strong is not None:
+        run = unique_runs(strong).iloc[0]
+        lines += ["", f"**A stronger autoencoder** (`{AUTOENCODER_SWEEP}.toml --profile strong`; "
+                      f"{machine_line([strong])}): {describe(run)}: test MSE "
+                      f"**{run['test_mse']:.4f}** (validation {run['val_mse']:.4f}) in "
+                      f"{run['train_seconds'] / 60:.0f} min of training."]
+    optimizers = read_table(O.SWEEP, results_dir)
+    if optimizers is not None:
+        chosen = O.chosen_rates(optimizers)
+        lines += ["", f"**Optimisers** (`{O.SWEEP}`; {machine_line([optimizers])}): "
+                  + O.optimizer_sentence(chosen, O.against_the_best(chosen))]
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
