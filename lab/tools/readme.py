@@ -74,7 +74,25 @@ def results_block(results_dir: str | Path | None = None) -> str:
         wall_time_line(tables),
         *reference_lines(results_dir),
         *other_lines(results_dir),
+        "",
+        "Every committed table, its runs and their run time (the sum of `total_seconds`; a table made on another "
+        "machine or beside other work takes another time):",
+        "",
+        tables_markdown(results_dir),
     ])
+
+
+def tables_markdown(results_dir: str | Path | None = None) -> str:
+    """One row per committed sweep table (every profile): its runs, their run time in minutes, the machine."""
+    lines = ["| table | runs | run time | machine |", "| --- | --- | --- | --- |"]
+    folder = paths.results_dir(results_dir)
+    for path in sorted(folder.glob("*.csv")):
+        if path.stem.endswith("_history") or path.stem.startswith("benchmark"):
+            continue
+        runs = unique_runs(pd.read_csv(path))
+        lines.append(f"| `{path.name}` | {len(runs)} | {runs['total_seconds'].sum() / 60:.0f} min | "
+                     f"{machine_line([runs])} |")
+    return "\n".join(lines)
 
 
 def reference_lines(results_dir: str | Path | None = None) -> list[str]:
