@@ -86,6 +86,16 @@ def test_each_optimiser_is_judged_at_the_rate_validation_chose():
     assert "adam is best on validation" in O.optimizer_sentence(O.chosen_rates(optimizer_table()), paired)
 
 
+def test_a_rate_chosen_at_the_end_of_its_grid_is_flagged():
+    table = optimizer_table()
+    chosen = O.chosen_rates(table)
+    assert "rate tried" not in O.optimizer_sentence(chosen, O.against_the_best(chosen))  # both best mid-grid
+    top = table[~((table["train.optimizer"] == "sgd") & (table["train.lr"] > 0.1))]
+    chosen = O.chosen_rates(top)
+    assert "sgd at lr 0.1 (the largest rate tried: a larger one may be better)" in O.optimizer_sentence(
+        chosen, O.against_the_best(chosen))
+
+
 def test_the_optimiser_comparison_refuses_a_table_without_validation():
     with pytest.raises(ValueError, match="data.val_size"):
         O.chosen_rates(optimizer_table().drop(columns=["val_accuracy"]))

@@ -39,7 +39,11 @@ def against_the_best(chosen: pd.DataFrame) -> pd.DataFrame:
 def optimizer_sentence(chosen: pd.DataFrame, paired: pd.DataFrame) -> str:
     """Which optimiser is best on validation, its test accuracy, and whether the others differ from it on test."""
     best = chosen.loc[chosen["val_accuracy"].idxmax()]
-    parts = [f"{r.optimizer} at lr {r.chosen_lr:g}: {percent(r.test_accuracy)} test accuracy "
+    def edge(r) -> str:  # a best rate at the end of its grid: the optimum may lie beyond what was tried
+        return (" (the largest rate tried: a larger one may be better)" if r.chosen_lr == max(r.rates) else
+                " (the smallest rate tried: a smaller one may be better)" if r.chosen_lr == min(r.rates) else "")
+
+    parts = [f"{r.optimizer} at lr {r.chosen_lr:g}{edge(r)}: {percent(r.test_accuracy)} test accuracy "
              f"[{percent(r.test_low)}, {percent(r.test_high)}] over {r.seeds} seeds" for r in chosen.itertuples()]
     text = "Each optimiser at the rate its validation accuracy chose: " + "; ".join(parts) + ". "
     text += f"{best['optimizer']} is best on validation. "
