@@ -355,14 +355,12 @@ def ablation_effects(table: pd.DataFrame, metric: str = "test_accuracy") -> pd.D
                 cells.append(row | {"seeds": len(values), "effect": 0.0, "verdict": S.BASE})
             else:
                 cells.append(row)
-                comparisons.append({"key": (group, setting)} | S.compare(by_seed[base], by_seed[setting]))
+                comparisons.append(S.compare(by_seed[base], by_seed[setting]))
     effects = pd.DataFrame(cells)
-    if comparisons:
+    if comparisons:  # the comparisons, in the order of the non-base rows, fill those rows' statistics
         tested = S.correct(pd.DataFrame(comparisons)).drop(columns=["differences"])
-        tested.index = pd.MultiIndex.from_tuples(tested.pop("key"), names=["group", "setting"])
-        effects = effects.set_index(["group", "setting"]).combine_first(tested).reset_index()
-        effects = effects.set_index(["group", "setting"]).loc[[(r["group"], r["setting"]) for r in cells]]
-        effects = effects.reset_index()
+        tested.index = effects.index[~effects["is_base"]]
+        effects = effects.combine_first(tested)
     return effects
 
 
