@@ -27,8 +27,8 @@ $(STAMP): pyproject.toml
 experiments: install ## train the sweeps in experiments/ (PROFILE=default) into runs and tables; resumes if stopped
 	$(PY) -m lab sweep $(SWEEPS) --profile $(PROFILE) $(SWEEP_ARGS)
 
-results: install ## rebuild experiments/results/*.csv from the run folders
-	$(PY) -m lab results --profile $(PROFILE)
+results: install ## rebuild the tables of the sweeps `make experiments` trains (PROFILE=...) from the run folders
+	$(PY) -m lab results $(SWEEPS) --profile $(PROFILE)
 
 .PHONY: verify
 verify: install ## check every run folder in experiments/runs (LAB_RUNS_DIR): config, weights, metrics agree
