@@ -33,20 +33,34 @@ def native_bf16(device: torch.device) -> bool:
         except TypeError:  # older torch: no emulation to rule out
             return torch.cuda.is_bf16_supported()
     if device.type == "cpu":
-        cpu = torch.cpu  # AVX-512 BF16 (e.g. AMD Zen 4, Intel Cooper Lake) or AMX (Intel Sapphire Rapids)
-        return any(getattr(cpu, name, lambda: False)() for name in ("_is_avx512_bf16_supported",
-                                                                     "_is_amx_tile_supported"))
+        return cpu_flag("_is_avx512_bf16_supported") or cpu_flag("_is_amx_tile_supported")
     return False
+
+
+def cpu_flag(name: str) -> bool:
+    """One of torch.cpu's feature probes (AVX-512 BF16: AMD Zen 4, Intel Cooper Lake; AMX: Intel Sapphire Rapids)."""
+    return bool(getattr(torch.cpu, name, lambda: False)())
+
+
+def bf16_pays(device: torch.device, task: str) -> bool:
+    """Whether bf16 autocast trains faster than fp32 here: what --precision auto picks. Measured, not assumed.
+
+    CUDA with native bf16: yes. CPUs: only AVX-512 BF16 without AMX. On the 2-core AMD EPYC (AVX-512 BF16) bf16
+    trained fast_cnn 1.3-1.7x and simple_cnn 2.2-2.4x faster; on the 2-core Intel Xeon (AMX) it trained fast_cnn
+    1.2x and simple_cnn 1.45x slower than fp32. Autoencoders trained slower in bf16 on the EPYC (docs/benchmark.md).
+    """
+    if not native_bf16(device):
+        return False
+    if device.type != "cpu":
+        return True
+    return task != "autoencoder" and not cpu_flag("_is_amx_tile_supported")
 
 
 def autocast_dtype(precision: str, device: torch.device, task: str = "classifier") -> torch.dtype | None:
     """The dtype a model's convs and matmuls autocast to for a precision setting, or None for plain float32."""
     if precision not in PRECISIONS:
         raise ConfigError(f"precision: {precision!r} is not one of {', '.join(PRECISIONS)}")
-    # auto keeps autoencoders in fp32 on a CPU: in the default sweep their training was slower in bf16
-    # (conv_ae runs: 399 s of training in bf16, 354 s in fp32, same afternoon); classifiers trained 1.2-1.4x faster
-    auto_bf16 = native_bf16(device) and not (task == "autoencoder" and device.type == "cpu")
-    if precision == "bf16" or (precision == "auto" and auto_bf16):
+    if precision == "bf16" or (precision == "auto" and bf16_pays(device, task)):
         return torch.bfloat16
     return None
 

@@ -266,7 +266,7 @@ def fit(cfg: RunConfig, dataset: Dataset, device: torch.device | str = "cpu", pr
         log: Callable[[str], None] = print, precision: str = "auto", folder: Path | str | None = None) -> FitResult:
     """Train the model a run config describes on a dataset, evaluating on its test split after every epoch.
 
-    precision: "auto" (bf16 autocast where native), "bf16" or "fp32"; weights, optimiser state and losses stay fp32.
+    precision: "auto" (bf16 autocast where it pays), "bf16" or "fp32"; weights, optimiser state and losses stay fp32.
     folder: where to save the training state after every epoch (folder/RESUME_FILE) and resume from it when it is
     there, with the same result as an uninterrupted run; None: no epoch checkpoints.
     """

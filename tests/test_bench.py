@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from lab import device as device_module
 from lab import paths
 from lab.config import ConfigError, apply_overrides, default_config
 from lab.device import autocast_dtype
@@ -84,6 +85,19 @@ def test_precision_setting_resolves_and_is_checked():
     assert autocast_dtype("bf16", cpu, "autoencoder") is torch.bfloat16
     with pytest.raises(ConfigError, match="precision: 'fp8'"):
         autocast_dtype("fp8", cpu)
+
+
+@pytest.mark.parametrize(("features", "classifier", "autoencoder"), [
+    (set(), None, None),  # no native bf16: emulated bf16 would be slower
+    ({"_is_avx512_bf16_supported"}, torch.bfloat16, None),  # AMD EPYC: bf16 measured faster for classifiers
+    ({"_is_avx512_bf16_supported", "_is_amx_tile_supported"}, None, None),  # Intel Xeon, AMX: measured slower
+])
+def test_auto_precision_follows_the_cpu_measurements(monkeypatch, features, classifier, autoencoder):
+    monkeypatch.setattr(device_module, "cpu_flag", lambda name: name in features)
+    cpu = torch.device("cpu")
+    assert autocast_dtype("auto", cpu, "classifier") is classifier
+    assert autocast_dtype("auto", cpu, "autoencoder") is autoencoder
+    assert autocast_dtype("bf16", cpu, "classifier") is torch.bfloat16  # asked for, always given
 
 
 @pytest.mark.slow

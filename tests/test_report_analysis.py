@@ -77,6 +77,23 @@ def test_best_and_fastest_follow_the_numbers():
     assert "no run reached 99.9%" in A.headline_markdown(A.headline(table, None) | {"fastest": None}, 0.999)
 
 
+def test_choices_are_made_on_validation_when_the_runs_hold_it_out():
+    """Validation picks the run; its test numbers are what is reported, even when test would have picked another."""
+    table = pd.DataFrame([classifier_row("val_best", "g", "x=1", 0.990, seconds=20) | {"val_accuracy": 0.995},
+                          classifier_row("test_best", "g", "x=2", 0.996, seconds=15) | {"val_accuracy": 0.991},
+                          classifier_row("fast", "g", "x=3", 0.992, seconds=5) | {"val_accuracy": 0.989}])
+    best = A.best_accuracy(table)
+    assert best["run_id"] == "val_best" and best["chosen_on"] == "val"
+    fastest = A.fastest_to(table)  # "fast" is above 99% on test but not on validation
+    assert fastest["run_id"] == "test_best" and fastest["chosen_on"] == "val"
+    assert "fastest to 99% validation accuracy" in A.headline_markdown(A.headline(table, None))
+    autoencoders = autoencoder_table()
+    autoencoders["val_mse"] = autoencoders["test_mse"]
+    autoencoders.loc[autoencoders["run_id"] == "e8", "val_mse"] = 0.03  # best on test, worse than a8 on validation
+    assert A.mse_by_latent(autoencoders).set_index("latent_dim").loc[8, "ae_run_id"] == "a8"
+    assert A.mse_by_latent(autoencoder_table()).set_index("latent_dim").loc[8, "ae_run_id"] == "e8"
+
+
 def test_pareto_front_of_a_known_set():
     table = pd.DataFrame({"train_seconds": [1, 2, 3, 4, 5], "test_accuracy": [0.90, 0.95, 0.94, 0.97, 0.97]})
     assert A.pareto_front(table).tolist() == [True, True, False, True, False]

@@ -196,18 +196,20 @@ def test_overview_headline_numbers_match_the_tables(committed_pages):
     best = classifiers.loc[classifiers[chosen_on].idxmax()]
     row = next(line for key, line in rows.items() if key.startswith("best"))
     assert f"**{100 * best['test_accuracy']:.2f}%**" in row and best["run_id"] in row
-    good = classifiers[classifiers["test_accuracy"] >= 0.99]
+    good = classifiers[classifiers[chosen_on] >= 0.99]
     fastest = good.loc[good["train_seconds"].idxmin()]
-    row = rows["fastest to 99% test accuracy"]
+    row = rows[f"fastest to 99% {chosen_on.split('_')[0].replace('val', 'validation')} accuracy"]
     assert f"**{fastest['train_seconds']:.1f} s**" in row and fastest["run_id"] in row
     autoencoders = pd.read_csv(COMMITTED / "autoencoder.csv")
     conv, pca = autoencoders[autoencoders["model.arch"] == "conv"], autoencoders[autoencoders["model.arch"] == "pca"]
+    mse_on = "val_mse" if "val_mse" in conv and conv["val_mse"].notna().any() else "test_mse"
     sizes = sorted(conv["model.latent_dim"].unique())
     assert len(sizes) >= 2
     for size in sizes:
         at = conv[conv["model.latent_dim"] == size]
+        chosen = at.loc[at[mse_on].idxmin()]
         row = rows[f"best reconstruction MSE, latent {size}"]
-        assert f"**{at['test_mse'].min():.4f}**" in row and at.loc[at["test_mse"].idxmin(), "run_id"] in row
+        assert f"**{chosen['test_mse']:.4f}**" in row and chosen["run_id"] in row
         assert f"PCA {pca.loc[pca['model.latent_dim'] == size, 'test_mse'].min():.4f}" in row
     prose = markdown(next(c for c in committed_pages["index"] if label(c) == "headline-text"))
     assert f"**{100 * best['test_accuracy']:.2f}%**" in prose and f"{fastest['train_seconds']:.1f} s" in prose

@@ -29,16 +29,30 @@ def test_committed_sweeps_expand_in_every_profile(path):
         assert all(r.config.task == sweep.task for r in sweep.runs)
 
 
-def test_ablations_have_two_seeds_per_cell():
-    sweep = load_sweep(paths.EXPERIMENTS_DIR / "cnn_ablations.toml")
-    groups = {r.group for r in sweep.runs}
-    assert groups >= {"norm", "norm_position", "downsample", "augment", "schedule", "weight_decay", "dropout"}
+@pytest.mark.parametrize(("name", "profile", "groups"), [
+    ("cnn_ablations", "default", {"norm", "downsample", "augment", "schedule", "weight_decay", "dropout"}),
+    ("cnn_ablations", "full", {"norm", "norm_position", "downsample", "augment", "schedule", "weight_decay",
+                               "dropout"}),
+    ("reference_findings", "default", {"downsample", "norm", "norm_position", "augment"}),
+])
+def test_ablations_train_every_cell_on_the_same_five_seeds(name, profile, groups):
+    """Paired seeds: every setting of a group is trained on one seed list of at least five (docs/statistics.md)."""
+    sweep = load_sweep(paths.EXPERIMENTS_DIR / f"{name}.toml", profile)
+    assert {r.group for r in sweep.runs} == groups
     for group in groups:
         seeds: dict[str, set] = {}
         for r in (r for r in sweep.runs if r.group == group):
             cell = run_id(replace(r.config, seed=0))
             seeds.setdefault(cell, set()).add(r.config.seed)
-        assert all(len(s) >= 2 for s in seeds.values()), group
+        assert len(seeds) >= 2 and len({frozenset(s) for s in seeds.values()}) == 1, group
+        assert all(len(s) >= 5 for s in seeds.values()), group
+
+
+@pytest.mark.parametrize("name", paths.EXPERIMENT_SWEEPS)
+def test_the_default_sweeps_hold_out_a_validation_split(name):
+    """What the report calls the best run is chosen on validation images, never on test."""
+    sweep = load_sweep(paths.EXPERIMENTS_DIR / f"{name}.toml")
+    assert all(r.config.data.val_size == 5000 for r in sweep.runs)
 
 
 def test_full_profile_of_simple_cnn_is_the_seed_recipe():
