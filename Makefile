@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml
 experiments: install ## train the sweeps in experiments/ (PROFILE=default) into runs and tables; resumes if stopped
 	$(PY) -m lab sweep $(SWEEPS) --profile $(PROFILE) $(SWEEP_ARGS)
 
-results: install ## rebuild the tables of the sweeps `make experiments` trains (PROFILE=...) from the run folders
+results: install ## rebuild the tables (and report artifacts) of the sweeps `make experiments` trains (PROFILE=...) from the run folders
 	$(PY) -m lab results $(SWEEPS) --profile $(PROFILE)
 
 .PHONY: verify
@@ -63,6 +63,10 @@ report: install ## render the Quarto report into report/_site/ (pages re-run whe
 	@if [ -n "$$(find $(REPORT_INPUTS) -newer report/_freeze 2>/dev/null | head -1)" ]; then rm -rf report/_freeze; fi
 	PATH="$(abspath $(VENV))/bin:$$PATH" QUARTO_PYTHON="$(abspath $(PY))" quarto render report
 	@echo "report: open report/_site/index.html"
+
+.PHONY: screenshots
+screenshots: install ## run every report page without Quarto into report/_screens/: HTML, full-page PNG, JSON of checks
+	$(PY) -m lab.tools.screenshots $(SCREENSHOT_ARGS)
 
 clean: ## remove caches and build files (keeps .venv, data and runs)
 	rm -rf .pytest_cache .ruff_cache build *.egg-info

@@ -7,6 +7,7 @@ from pathlib import Path
 from lab import paths
 from lab.cli import (
     THREADS_HELP,
+    add_data_dir,
     add_results_dir,
     add_runs_dir,
     add_training_options,
@@ -58,6 +59,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         written = write_tables(sweep, runs_dir, results_dir)
         if written:
             print(f"{sweep.name}: {summary(written[0])}\n  table: {written[1]}")
+            report_artifacts(*written, runs_dir, lambda name: datasets[name].test)
     for failure in failed:
         print(f"failed: {failure}", file=sys.stderr)
     if failed:
@@ -123,12 +125,28 @@ def add_train(sub: argparse._SubParsersAction) -> None:
 
 # ------------------------------------------------------------------------------------------------ results
 
+def report_artifacts(table, table_path: Path, runs_dir: Path, test_split) -> None:
+    """Write the report's artifacts beside a table (lab/artifacts.py); a warning, not a failure, when they can't be."""
+    from lab.artifacts import write_artifacts
+    from lab.data import DataError
+    try:
+        test = test_split(str(table["data.dataset"].iloc[0]))
+    except DataError as error:
+        print(f"warning: no report artifacts for {table_path.name}: {str(error).splitlines()[0]}")
+        return
+    written = write_artifacts(table, table_path, runs_dir, test)
+    if written:
+        print(f"  report artifacts: {written}")
+
+
 def cmd_results(args: argparse.Namespace) -> int:
+    from lab.data import load_dataset
     from lab.results import summary, write_tables
     from lab.sweep import load_sweeps
     files = args.files or sorted(paths.EXPERIMENTS_DIR.glob("*.toml"))
     sweeps = load_sweeps(files, args.profile)
     runs_dir, results_dir = paths.runs_dir(args.runs_dir), paths.results_dir(args.results_dir)
+    data_dir = paths.data_dir(args.data_dir)
     for sweep in sweeps:
         written = write_tables(sweep, runs_dir, results_dir)
         if written is None:
@@ -136,6 +154,8 @@ def cmd_results(args: argparse.Namespace) -> int:
         else:
             table, path = written
             print(f"{sweep.name}: {len(table)} of {len(sweep.runs)} cells -> {path}\n  {summary(table)}")
+            if not args.no_artifacts:
+                report_artifacts(table, path, runs_dir, lambda name: load_dataset(name, data_dir).test)
     return 0
 
 
@@ -145,8 +165,12 @@ def add_results(sub: argparse._SubParsersAction) -> None:
                                    "from the run folders, and print each sweep's best run.")
     p.add_argument("files", nargs="*", metavar="FILE")
     p.add_argument("--profile", default=DEFAULT_PROFILE)
+    p.add_argument("--no-artifacts", action="store_true",
+                   help="tables only: skip the report's <table>_artifacts.npz (they need the run folders and the "
+                        "test set)")
     add_results_dir(p)
     add_runs_dir(p)
+    add_data_dir(p)
     p.set_defaults(func=cmd_results)
 
 

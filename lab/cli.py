@@ -35,8 +35,8 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
 
 def add_precision(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", default=PRECISIONS[0], choices=PRECISIONS,
-                        help="auto (default): bf16 autocast where it was measured faster (CUDA; CPUs with AVX-512 BF16 "
-                             "but no AMX), else fp32")
+                        help="auto (default): bf16 autocast where the hardware computes bf16 natively (CUDA; CPUs "
+                             "with AVX-512 BF16 or AMX; autoencoders stay fp32 on a CPU), else fp32")
 
 
 def parse_assignment(text: str) -> tuple[str, object]:

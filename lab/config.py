@@ -21,7 +21,7 @@ SCHEDULES = ("none", "exponential", "onecycle")
 TASKS = ("classifier", "autoencoder")
 AE_ARCHS = ("conv", "pca")
 # how a run computes, not what it is: recorded in metrics.json, never hashed into the run id.
-# auto: bf16 autocast where it was measured to train faster (lab.device.bf16_pays), else fp32
+# auto: bf16 autocast where the hardware computes bf16 natively (lab.device.bf16_pays), else fp32
 PRECISIONS = ("auto", "fp32", "bf16")
 TRAIN_IMAGES = 60_000
 

@@ -43,17 +43,16 @@ def cpu_flag(name: str) -> bool:
 
 
 def bf16_pays(device: torch.device, task: str) -> bool:
-    """Whether bf16 autocast trains faster than fp32 here: what --precision auto picks. Measured, not assumed.
+    """What --precision auto picks: bf16 autocast on hardware with native bf16, except autoencoders on a CPU.
 
-    CUDA with native bf16: yes. CPUs: only AVX-512 BF16 without AMX. On the 2-core AMD EPYC (AVX-512 BF16) bf16
-    trained fast_cnn 1.3-1.7x and simple_cnn 2.2-2.4x faster; on the 2-core Intel Xeon (AMX) it trained fast_cnn
-    1.2x and simple_cnn 1.45x slower than fp32. Autoencoders trained slower in bf16 on the EPYC (docs/benchmark.md).
+    Measured, and CPU-dependent: on the 2-core AMD EPYC (AVX-512 BF16) bf16 trained fast_cnn 1.3-1.7x and simple_cnn
+    2.2-2.4x faster than fp32, and conv_ae slower; on the 2-core Intel Xeon (also AVX-512 BF16, no AMX) it trained
+    fast_cnn 1.2x and simple_cnn 1.45x slower. Both CPUs report the same features, so auto cannot tell them apart:
+    it keeps bf16, and `--precision fp32` is the faster choice on that Xeon (docs/benchmark.md).
     """
     if not native_bf16(device):
         return False
-    if device.type != "cpu":
-        return True
-    return task != "autoencoder" and not cpu_flag("_is_amx_tile_supported")
+    return not (task == "autoencoder" and device.type == "cpu")
 
 
 def autocast_dtype(precision: str, device: torch.device, task: str = "classifier") -> torch.dtype | None:

@@ -90,9 +90,12 @@ def write_tables(sweep: Sweep, runs_dir: Path, results_dir: Path) -> tuple[pd.Da
 
 
 def summary(table: pd.DataFrame) -> str:
-    """One line on a sweep's best run."""
+    """One line on a sweep's best run: chosen on validation where the runs hold it out, its test number shown."""
     task = table["task"].iloc[0]
     metric = HEADLINE_METRIC[task]
-    best = table.loc[table[metric].idxmin() if LOWER_IS_BETTER[metric] else table[metric].idxmax()]
-    text = f"best {headline(task, best)} ({best['run_id']}, {best['label'] or 'base'}"
+    val = metric.replace("test_", "val_", 1)
+    on = val if val in table and table[val].notna().any() else metric
+    best = table.loc[table[on].idxmin() if LOWER_IS_BETTER[metric] else table[on].idxmax()]
+    text = f"best{' on validation' if on == val else ''}: {headline(task, best)} ({best['run_id']}, " \
+           f"{best['label'] or 'base'}"
     return text + (f", {best['train_seconds']:.0f}s)" if task == "classifier" else ")")
