@@ -56,7 +56,7 @@ def test_results_round_trip_and_a_missing_file_reads_as_none(tmp_path):
     assert list(summary.columns) == benchmark.SUMMARY_COLUMNS and len(summary) == 2
     assert list(trial_table.columns) == benchmark.TRIAL_COLUMNS and env == {"cpu": "x"}
     text = benchmark.format_table(summary)
-    assert "train_seconds_to_99" in text and "2.0-3.0" in text and "skipped" in text
+    assert "train seconds to 99" in text and "2.0 to 3.0" in text and "skipped" in text
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.csv", "b_env.json", "b_trials.csv"]  # no temp files
 
 

@@ -16,7 +16,8 @@ def test_a_changed_table_makes_the_block_stale_and_make_readme_rewrites_only_the
     results = tmp_path / "results"
     shutil.copytree(paths.results_dir(), results)
     table = pd.read_csv(results / "cnn_hparams.csv")
-    table.loc[table["test_accuracy"].idxmax(), "test_accuracy"] = 0.99987  # a new best run
+    on = "val_accuracy" if "val_accuracy" in table else "test_accuracy"  # the best run is chosen on validation
+    table.loc[table[on].idxmax(), "test_accuracy"] = 0.99987  # the best run's test accuracy changes
     table.to_csv(results / "cnn_hparams.csv", index=False)
     copy = tmp_path / "README.md"
     shutil.copy(readme.README, copy)

@@ -27,11 +27,20 @@ class Missing(Exception):
     """Something a figure or sentence needs is not on disk; the message (Markdown) says what and how to get it."""
 
 
+def shown_path(path: Path) -> str:
+    """A path as a reader should see it: relative to the project, or named by the variable that points there."""
+    path = Path(path)
+    try:
+        return path.resolve().relative_to(paths.ROOT.resolve()).as_posix()
+    except ValueError:
+        return f"$LAB_RESULTS_DIR/{path.name}"  # a results dir outside the project: never a machine's own path
+
+
 def need(table: pd.DataFrame | None, name: str) -> pd.DataFrame:
     """The table, or Missing naming the file and the command that writes it."""
     if table is None:
-        raise Missing(f"`{paths.results_dir() / (name + '.csv')}` is missing or empty: `make experiments` trains the "
-                      f"sweep and writes it (`make results` rebuilds it from existing run folders).")
+        raise Missing(f"`{shown_path(paths.results_dir() / (name + '.csv'))}` is missing or empty: `make experiments` "
+                      f"trains the sweep and writes it (`make results` rebuilds it from existing run folders).")
     return table
 
 
@@ -78,28 +87,88 @@ def inventory_markdown(tables: dict[str, pd.DataFrame | None]) -> str:
     return "\n".join(lines)
 
 
+def split_sentence(table: pd.DataFrame) -> str:
+    """How a sweep's runs split their data: training images, the validation images choices are made on, test."""
+    runs = unique_runs(table)
+    dataset = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}.get(str(runs["data.dataset"].iloc[0]),
+                                                                       str(runs["data.dataset"].iloc[0]))
+    train = int(runs["train_images"].iloc[0]) if "train_images" in runs else None
+    val = int(runs["val_images"].max()) if "val_images" in runs and runs["val_images"].notna().any() else 0
+    text = f"Every run trains on {train:,} {dataset} training images" if train else f"Every run trains on {dataset}"
+    if val:
+        return (text + f" and holds out the last {val:,} for validation: every choice on this page (the best run, "
+                f"the model shown) is made on the validation numbers, and the numbers reported are final-epoch "
+                f"test numbers on the 10,000 test images.")
+    return (text + "; these runs predate the validation split, so the best run here is chosen on the test numbers "
+            "(final epoch, 10,000 test images).")
+
+
+def design_sentence(table: pd.DataFrame) -> str:
+    """An ablation sweep's design: its network and budget, groups, settings and the paired seeds behind each."""
+    runs = unique_runs(table)
+    seeds = sorted(int(s) for s in runs["seed"].unique())
+    effects = ablation_effects(table)
+    tested = effects[~effects["is_base"]]
+    epochs = sorted(int(e) for e in runs["train.epochs"].unique())
+    budget = " or ".join(map(str, epochs)) + f" epoch{'s' if epochs != [1] else ''}"
+    return (f"Design: `{runs['model.preset'].iloc[0]}`, {budget}; {len(tested)} settings in "
+            f"{tested['group'].nunique()} groups, each against its base on the same {len(seeds)} seeds "
+            f"({', '.join(map(str, seeds))}); {len(runs)} runs in all.")
+
+
+def points(x: float) -> str:
+    """A fraction as signed percentage points with 2 decimals: 0.0012 -> '+0.12'."""
+    return f"{100 * x:+.2f}"
+
+
+def percent_cell(x: float) -> str:
+    """An accuracy for a table cell: 0.99123 -> '99.12' (the header says %); blank when missing."""
+    return "" if pd.isna(x) else f"{100 * x:.2f}"
+
+
 def sweep_table(table: pd.DataFrame) -> pd.DataFrame:
     """The classifier sweep for reading: one row per run, accuracies in percent, seconds, parameters."""
     runs = unique_runs(table)
-    return pd.DataFrame({
-        "group": runs["group"], "setting": runs["label"].map(value_label),
-        "train acc (%)": (100 * runs["train_accuracy"]).round(2),
-        "test acc (%)": (100 * runs["test_accuracy"]).round(2),
-        "train s": runs["train_seconds"].round(1), "parameters": runs["parameters"].astype(int), "run": runs["run_id"],
-    })
+    out = {"Group": runs["group"].str.replace("_", " "), "Setting": runs["label"].map(value_label),
+           "Train accuracy (%)": runs["train_accuracy"].map(percent_cell)}
+    if "val_accuracy" in runs and runs["val_accuracy"].notna().any():
+        out["Validation accuracy (%)"] = runs["val_accuracy"].map(percent_cell)
+    out |= {"Test accuracy (%)": runs["test_accuracy"].map(percent_cell),
+            "Training time (s)": runs["train_seconds"].map(lambda x: f"{x:.1f}"),
+            "Parameters": runs["parameters"].map(lambda x: f"{int(x):,}"),
+            "Run": runs["run_id"].map(lambda r: f"`{r}`")}
+    return pd.DataFrame(out)
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    """A Markdown pipe table without an index; columns whose cells all read as numbers are right-aligned."""
+    def numeric(column: pd.Series) -> bool:
+        text = column.astype(str).str.replace(r"[,%+\s]|^$", "", regex=True)
+        return bool(pd.to_numeric(text, errors="coerce").notna().all())
+
+    cells = table.astype(str).replace({"nan": "", "None": ""})
+    head = "| " + " | ".join(map(str, table.columns)) + " |"
+    rule = "| " + " | ".join("---:" if numeric(cells[c]) else "---" for c in table.columns) + " |"
+    body = ["| " + " | ".join(v.replace("|", "\\|") for v in row) + " |" for row in cells.itertuples(index=False)]
+    return "\n".join([head, rule, *body])
 
 
 def sortable_html(table: pd.DataFrame, table_id: str) -> str:
-    """An HTML table whose column headers sort it on click (numbers numerically), with a few lines of plain JS."""
+    """An HTML table whose column headers sort it on click (numbers numerically), with a few lines of plain JS.
+
+    Returned as a Markdown raw-HTML block, so Quarto passes it through as it is and loads no script from a CDN.
+    """
     html = table.to_html(index=False, table_id=table_id, classes="table table-sm sortable", border=0, escape=True)
+    html = re.sub(r"<code>|</code>", "", html).replace("`", "")
     script = (
         "<script>(function(){const t=document.getElementById('TABLE_ID');if(!t)return;"
         "t.querySelectorAll('th').forEach((th,i)=>{th.style.cursor='pointer';th.title='click to sort';"
         "th.addEventListener('click',()=>{const b=t.tBodies[0],rows=[...b.rows],up=th.dataset.up!=='1';"
-        "th.dataset.up=up?'1':'0';const v=r=>{const s=r.cells[i].innerText,n=parseFloat(s);return isNaN(n)?s:n};"
+        "th.dataset.up=up?'1':'0';const v=r=>{const s=r.cells[i].innerText.replace(/,/g,''),n=parseFloat(s);"
+        "return isNaN(n)?s:n};"
         "rows.sort((x,y)=>{const a=v(x),c=v(y);return (a>c?1:a<c?-1:0)*(up?1:-1)});"
         "rows.forEach(r=>b.appendChild(r))})})})();</script>").replace("TABLE_ID", table_id)
-    return html + script
+    return "```{=html}\n" + html + "\n" + script + "\n```"
 
 
 # ---------------------------------------------------------------- describing runs
@@ -336,6 +405,18 @@ def fit_sentence(flags: pd.DataFrame) -> str:
     return text
 
 
+def flags_table(flags: pd.DataFrame) -> pd.DataFrame:
+    """The flagged runs for reading (empty when none is flagged)."""
+    flagged = flags[flags["flag"] != ""]
+    return pd.DataFrame({"Group": flagged["group"].str.replace("_", " "), "Setting": flagged["setting"],
+                         "Epochs": flagged["epochs"].astype(int),
+                         "Train accuracy (%)": flagged["train_accuracy"].map(percent_cell),
+                         "Test accuracy (%)": flagged["test_accuracy"].map(percent_cell),
+                         "Gap (points)": flagged["gap_points"].map(lambda x: f"{x:.2f}"),
+                         "Test loss rose last epoch": flagged["test_loss_rising"].map({True: "yes", False: "no"}),
+                         "Flag": flagged["flag"]})
+
+
 # ---------------------------------------------------------------- ablations
 
 def _base_setting(group: pd.DataFrame, counts: dict[str, int]) -> str:
@@ -376,14 +457,10 @@ def ablation_effects(table: pd.DataFrame, metric: str = "test_accuracy") -> pd.D
     return effects
 
 
-def _points(x: float) -> str:
-    return f"{100 * x:+.2f}"
-
-
 def interval_text(row, corrected: bool = True) -> str:
     """"-0.12 points [-0.30, +0.05]": an effect and its (Holm-corrected) 95% interval, in points."""
     low, high = (row.corrected_low, row.corrected_high) if corrected else (row.low, row.high)
-    return f"{_points(row.effect)} points [{_points(low)}, {_points(high)}]"
+    return f"{points(row.effect)} points [{points(low)}, {points(high)}]"
 
 
 def verdict_text(row) -> str:
@@ -394,6 +471,21 @@ def verdict_text(row) -> str:
         return f"not resolvable: {int(row.seeds)} paired seed, an interval needs two"
     return (f"no effect detectable at {int(row.seeds)} seeds (the design finds {100 * row.detectable:.2f} points "
             f"with 80% power)")
+
+
+def effects_table(effects: pd.DataFrame, metric_name: str = "Test accuracy") -> pd.DataFrame:
+    """The tested (non-base) settings of an ablation sweep for reading: means, paired effects, intervals, verdicts."""
+    tested = effects[~effects["is_base"]]
+    return pd.DataFrame({
+        "Group": tested["group"].str.replace("_", " "), "Setting": tested["setting"],
+        "Seeds": tested["seeds"].astype(int), f"{metric_name}, base (%)": tested["base_mean"].map(percent_cell),
+        f"{metric_name}, setting (%)": tested["mean"].map(percent_cell),
+        "Effect (points)": tested["effect"].map(points),
+        "Holm-corrected 95% interval (points)": [f"[{points(lo)}, {points(hi)}]" for lo, hi in
+                                                 zip(tested["corrected_low"], tested["corrected_high"], strict=True)],
+        "Holm p": tested["p_holm"].map(lambda p: f"{p:.3f}"),
+        "Verdict": tested["verdict"],
+        "Detectable at 80% power (points)": tested["detectable"].map(lambda d: f"{100 * d:.2f}")})
 
 
 def ablation_sentences(effects: pd.DataFrame, metric_name: str = "test accuracy") -> list[str]:
@@ -466,6 +558,7 @@ def group_panels(table: pd.DataFrame, groups: tuple[str, ...], metric: str) -> d
 
 def group_sentence(effects: pd.DataFrame, metric: str, lower_is_better: bool, what: str) -> str:
     """Best and worst setting of a group against its base, in words (MSE as relative change, accuracy in points)."""
+    what = what.replace("_", " ")
     if effects.empty:
         return f"No runs of the {what} group are in the table."
     order = effects.sort_values(metric, ascending=lower_is_better)
@@ -477,12 +570,32 @@ def group_sentence(effects: pd.DataFrame, metric: str, lower_is_better: bool, wh
         if metric.endswith("mse"):
             base_value = row[metric] - row["delta"]
             return f"{row[metric]:.4f} ({100 * (row[metric] / base_value - 1):+.0f}% against {against})"
-        return f"{percent(row[metric])} ({_points(row['delta'])} points against {against})"
+        return f"{percent(row[metric])} ({points(row['delta'])} points against {against})"
 
     if len(effects) == 1:
         return f"The {what} group has one run: {best['setting']}, {change(best)}."
     return (f"Across {what}, the best is {best['setting']} at {change(best)} and the worst {worst['setting']} at "
             f"{change(worst)}" + (f"; the base is {base['setting']}." if base is not None else "."))
+
+
+def seed_noise_sentence(ablations: pd.DataFrame, metric: str = "test_accuracy") -> str:
+    """How far one seed moves the ablation base: the yardstick for single-seed differences elsewhere."""
+    effects = ablation_effects(ablations, metric)
+    base = effects[effects["is_base"]].iloc[0]
+    values = np.asarray(base["values"], dtype=float)
+    return (f"Each run here is one seed. The ablations' base network, trained on {len(values)} seeds, varies by "
+            f"{100 * values.std(ddof=1):.2f} points (sd; range {100 * (values.max() - values.min()):.2f} points) "
+            f"from seed to seed, so single-seed differences of that size are not resolvable here.")
+
+
+def latent_table(latent: pd.DataFrame) -> pd.DataFrame:
+    """mse_by_latent for reading: per latent size, the autoencoder's and PCA's test MSE and the gain."""
+    mse = lambda x: "" if pd.isna(x) else f"{x:.4f}"  # noqa: E731
+    return pd.DataFrame({"Latent size": latent["latent_dim"].astype(int),
+                         "Autoencoder test MSE": latent["ae_mse"].map(mse), "PCA test MSE": latent["pca_mse"].map(mse),
+                         "Autoencoder lower by (%)": latent["ae_gain"].map(lambda g: "" if pd.isna(g) else
+                                                                           f"{100 * g:.0f}"),
+                         "Autoencoder run": latent["ae_run_id"].map(lambda r: f"`{r}`" if r else "")})
 
 
 def ae_vs_pca_sentence(latent: pd.DataFrame) -> str:

@@ -40,8 +40,8 @@ def load_results(out: str | Path | None = None):
     return pd.read_csv(summary_path), trials, env
 
 
-def format_table(rows) -> str:
-    """The summary as aligned text: what, median, low-high, n, unit, note."""
+def reading_table(rows):
+    """The summary for reading: what was measured, the median, the lowest-highest, n, the unit and a note."""
     import pandas as pd
 
     table = pd.DataFrame(rows, columns=SUMMARY_COLUMNS) if not isinstance(rows, pd.DataFrame) else rows
@@ -51,63 +51,82 @@ def format_table(rows) -> str:
             return "-"
         return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.4f}" if abs(v) < 1 else f"{v:.1f}"
 
-    shown = pd.DataFrame({
-        "section": table["section"], "name": table["name"], "measure": table["measure"],
-        "median": table["value"].map(number),
-        "low-high": [f"{number(lo)}-{number(hi)}" if not (pd.isna(lo) or pd.isna(hi)) else "" for lo, hi in
-                     zip(table["low"], table["high"])],
-        "n": table["n"].map(lambda v: "" if pd.isna(v) else f"{int(v)}"), "unit": table["unit"],
-        "note": table["note"].fillna("")})
-    return shown.to_string(index=False, justify="left")
+    return pd.DataFrame({
+        "Section": table["section"], "What": table["name"], "Measure": table["measure"].str.replace("_", " "),
+        "Median": table["value"].map(number),
+        "Lowest-highest": [f"{number(lo)} to {number(hi)}" if not (pd.isna(lo) or pd.isna(hi)) else ""
+                           for lo, hi in zip(table["low"], table["high"], strict=True)],
+        "n": table["n"].map(lambda v: "" if pd.isna(v) else f"{int(v)}"), "Unit": table["unit"].fillna(""),
+        "Note": table["note"].fillna("")})
+
+
+def format_table(rows) -> str:
+    """The summary as aligned text (the benchmark's terminal output)."""
+    return reading_table(rows).to_string(index=False, justify="left")
 
 
 def plot_time_to_accuracy(trials):
-    """Figure: seconds to 99% per seed, ours against the baseline (training and whole process)."""
+    """Figure: seconds to 99% per seed, ours against the baseline (training and whole process), page width."""
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 3))
+    from lab.report.figures import MARKERS, PAGE_WIDTH, PALETTE, page_style, plain_log
+
     reached = trials[trials["reached"].astype(bool)]
     names = list(dict.fromkeys(trials["name"]))
-    for i, (measure, label) in enumerate([("train_seconds", "training"), ("process_seconds", "whole process")]):
-        for j, name in enumerate(names):
-            values = reached.loc[reached["name"] == name, measure]
-            ax.scatter(values, [j + 0.15 * (i * 2 - 1)] * len(values), label=f"{label}" if j == 0 else None,
-                       marker="o" if i == 0 else "s", color=f"C{i}")
-    ax.set_yticks(range(len(names)), names)
-    ax.set_xscale("log")
-    ax.set_xlabel("seconds to 99.0% test accuracy (log scale; one mark per seed)")
-    ax.legend(loc="lower right")
-    fig.tight_layout()
+    with page_style():
+        fig, ax = plt.subplots(figsize=(PAGE_WIDTH, 0.6 * len(names) + 1.6), layout="constrained")
+        for i, (measure, label) in enumerate([("train_seconds", "training"), ("process_seconds", "whole process")]):
+            for j, name in enumerate(names):
+                values = reached.loc[reached["name"] == name, measure]
+                ax.scatter(values, [j + 0.15 * (i * 2 - 1)] * len(values), label=label if j == 0 else None,
+                           marker=MARKERS[i], color=PALETTE[i], alpha=0.85)
+        ax.set_yticks(range(len(names)), names)
+        ax.set_ylim(len(names) - 0.5, -0.5)
+        ax.set_xscale("log")
+        plain_log(ax.xaxis)
+        ax.set_xlabel("seconds to 99.0% test accuracy (log scale; one mark per seed)")
+        ax.grid(axis="x", alpha=0.3, which="both")
+        fig.legend(loc="outside lower center", ncols=2)
     return fig
 
 
 def plot_throughput(summary):
-    """Figure: training and inference images/s per preset and batch size."""
+    """Figure: training and inference images/s per preset and batch size, page width."""
     import matplotlib.pyplot as plt
+
+    from lab.report.figures import PAGE_WIDTH, page_style, plain_log
 
     table = summary[summary["section"] == "throughput"]
     pivot = table.pivot_table(index="name", columns="measure", values="value", sort=False)
     columns = [c for c in ("train_images_per_s", "infer_images_per_s") if c in pivot]
-    fig, ax = plt.subplots(figsize=(7, 3))
-    pivot[columns].rename(columns=lambda c: c.split("_")[0]).plot.barh(ax=ax, logx=True)
-    ax.set_xlabel("images per second (log scale)")
-    ax.set_ylabel("")
-    fig.tight_layout()
+    with page_style():
+        fig, ax = plt.subplots(figsize=(PAGE_WIDTH, 0.45 * len(pivot) + 1.2), layout="constrained")
+        pivot[columns].rename(columns={"train_images_per_s": "training", "infer_images_per_s": "inference"}
+                              ).plot.barh(ax=ax, logx=True)
+        plain_log(ax.xaxis)
+        ax.set_xlabel("images per second (log scale)")
+        ax.set_ylabel("")
+        ax.invert_yaxis()
+        ax.grid(axis="x", alpha=0.3, which="both")
+        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5))
     return fig
 
 
 def plot_load(summary):
-    """Figure: the demo's latency under load, p50 and p95 per endpoint (and all requests), in ms."""
+    """Figure: the demo's latency under load, p50 and p95 per endpoint (and all requests), in ms, page width."""
     import matplotlib.pyplot as plt
+
+    from lab.report.figures import PAGE_WIDTH, page_style
 
     table = summary[(summary["section"] == "load") & summary["measure"].isin(["latency_ms_p50", "latency_ms_p95"])]
     table = table.assign(endpoint=[n.split(": ")[1] if ": " in n else "all requests" for n in table["name"]])
     pivot = table.pivot_table(index="endpoint", columns="measure", values="value", sort=False)
-    fig, ax = plt.subplots(figsize=(7, 2.6))
-    pivot.rename(columns={"latency_ms_p50": "p50", "latency_ms_p95": "p95"}).plot.barh(ax=ax)
-    ax.set_xlabel("milliseconds from request to answer, as a client sees it")
-    ax.set_ylabel("")
-    ax.legend(title=None)
-    ax.invert_yaxis()
-    fig.tight_layout()
+    with page_style():
+        fig, ax = plt.subplots(figsize=(PAGE_WIDTH, 0.45 * len(pivot) + 1.3), layout="constrained")
+        pivot.rename(columns={"latency_ms_p50": "p50", "latency_ms_p95": "p95"}).plot.barh(ax=ax)
+        ax.set_xlabel("milliseconds from request to answer, as a client sees it")
+        ax.set_ylabel("")
+        ax.invert_yaxis()
+        ax.grid(axis="x", alpha=0.3)
+        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), title=None)
     return fig

@@ -104,3 +104,19 @@ def verdicts_markdown(verdicts: pd.DataFrame) -> str:
                      f"[{100 * r.corrected_low:+.2f}, {100 * r.corrected_high:+.2f}] | {int(r.seeds)} | "
                      f"**{r.verdict}** |")
     return "\n".join(lines)
+
+
+def findings_sentence(verdicts: pd.DataFrame) -> str:
+    """The verdicts in words: which findings the lab confirms, contradicts, or cannot resolve, with the intervals."""
+    parts = []
+    for r in verdicts.itertuples():
+        what = "the train-test gap" if r.metric == "gap" else "test accuracy"
+        interval = (f"{100 * r.effect:+.2f} points on {what}, Holm-corrected interval "
+                    f"[{100 * r.corrected_low:+.2f}, {100 * r.corrected_high:+.2f}], {int(r.seeds)} seeds")
+        if r.verdict == UNRESOLVED:
+            detail = f"not resolvable at this budget ({interval}): an effect of {100 * r.detectable:.2f} points " \
+                     f"would have been found with 80% power"
+        else:
+            detail = f"{r.verdict} ({interval})"
+        parts.append(f"*{r.claim}* ({r.alternative} against {r.reference}): {detail}.")
+    return " ".join(parts)
