@@ -83,16 +83,16 @@ def test_each_optimiser_is_judged_at_the_rate_validation_chose():
     paired = O.against_the_best(O.chosen_rates(optimizer_table()))
     assert list(paired["optimizer"]) == ["sgd"] and paired["effect"].iloc[0] == pytest.approx(-0.006)
     assert paired["verdict"].iloc[0] == "effect"  # the same luck on each seed: a clean 0.6-point difference
-    assert "adam is best on validation" in O.optimizer_sentence(O.chosen_rates(optimizer_table()), paired)
+    assert "Adam is best on validation" in O.optimizer_sentence(O.chosen_rates(optimizer_table()), paired)
 
 
 def test_a_rate_chosen_at_the_end_of_its_grid_is_flagged():
     table = optimizer_table()
     chosen = O.chosen_rates(table)
-    assert "rate tried" not in O.optimizer_sentence(chosen, O.against_the_best(chosen))  # both best mid-grid
+    assert "tried, so a" not in O.optimizer_sentence(chosen, O.against_the_best(chosen))  # both best mid-grid
     top = table[~((table["train.optimizer"] == "sgd") & (table["train.lr"] > 0.1))]
     chosen = O.chosen_rates(top)
-    assert "sgd at lr 0.1 (the largest rate tried: a larger one may be better)" in O.optimizer_sentence(
+    assert "For SGD the chosen rate is the largest tried, so a larger one may be better" in O.optimizer_sentence(
         chosen, O.against_the_best(chosen))
 
 

@@ -151,7 +151,7 @@ def test_ablation_effects_pair_seeds_with_the_base_and_correct_for_the_family():
     assert "no effect detectable at 5 seeds" in sentences[0] and "an effect (5 paired seeds)" in sentences[1]
     assert "schedule=bad -2.00 points [" in sentences[1]
     knobs = A.knobs_sentence(A.ablation_effects(ablation_table()))
-    assert knobs.startswith("Effects (2 comparisons") and "No effect detectable: norm norm=none" in knobs
+    assert knobs.startswith("Effects (2 comparisons") and "No effect detectable: norm=none." in knobs
 
 
 def test_one_seed_resolves_nothing():
@@ -188,7 +188,7 @@ def test_group_effects_and_sentences():
     other = A.group_effects(sweep, "other", "test_accuracy")
     assert other["delta"].iloc[0] == pytest.approx(0.003) and not other["is_base"].any()
     assert "+0.30 points against the sweep's base" in A.group_sentence(other, "test_accuracy", False, "other")
-    assert "worst lr=0.1 at 95.00% (-4.00 points against the base)" in A.group_sentence(
+    assert "the worst is lr=0.1 at 95.00% (-4.00 points against the base)" in A.group_sentence(
         A.group_effects(sweep, "lr", "test_accuracy"), "test_accuracy", False, "lr")
 
 
@@ -214,7 +214,7 @@ def test_tables_and_missing_tables(tmp_path, monkeypatch):
     assert 'id="t1"' in html and "getElementById('t1')" in html and html.count("<tr>") >= 6
     inventory = A.inventory_markdown({"cnn_ablations": A.read_table("cnn_ablations"), "autoencoder": None})
     runs = ablation_table()["run_id"].nunique()
-    assert f"| cnn_ablations | classifier | {runs} |" in inventory and "| autoencoder | | no table |" in inventory
+    assert f"| `cnn_ablations` | classifier | {runs} |" in inventory and "| `autoencoder` | | no table |" in inventory
 
 
 def test_centroid_accuracy_measures_how_well_a_map_separates_classes():
@@ -223,8 +223,9 @@ def test_centroid_accuracy_measures_how_well_a_map_separates_classes():
     assert A.centroid_accuracy(apart, labels) == 1.0
     mixed = np.random.default_rng(1).normal(size=(60, 2))
     assert A.centroid_accuracy(mixed, labels) < 0.8
-    text = A.latent_map_sentence([("apart\ndetail", apart, labels), ("mixed", mixed, labels)])
-    assert "100% (apart)" in text and f"{100 * A.centroid_accuracy(mixed, labels):.0f}% (mixed)" in text
+    text = A.latent_map_sentence([("latent 2: apart", apart, labels), ("latent 8: mixed", mixed, labels)])
+    assert "100% on the latent-2 map" in text
+    assert f"{100 * A.centroid_accuracy(mixed, labels):.0f}% on the latent-8 map" in text
 
 
 def test_callout_is_quarto_markdown():
@@ -327,7 +328,7 @@ def test_probes_read_what_the_artifacts_hold(tiny_artifacts, monkeypatch):
     ae = tables["ae"]
     art = P.artifacts("ae")
     rows = P.reconstructions(art, P.by_latent_size(ae))
-    assert [r.split("\n")[0] for r, _ in rows] == ["latent_dim=2", "latent_dim=3", "PCA latent_dim=3"]
+    assert [r.split("\n")[0] for r, _ in rows] == ["AE, latent 2", "AE, latent 3", "PCA, 3 comp."]
     assert rows[0][1].shape == (10, 28, 28) and 0 <= rows[0][1].min() and rows[0][1].max() <= 1
     assert [r.split("\n")[0] for r, _ in P.reconstructions(art, P.other_configs(ae))] == ["channels=8/8"]
     strips = P.interpolation_rows(art, ae, pairs=1)

@@ -73,17 +73,19 @@ def unique_runs(table: pd.DataFrame) -> pd.DataFrame:
 
 def inventory_markdown(tables: dict[str, pd.DataFrame | None]) -> str:
     """What was trained: per sweep, its runs, total training time and the machine, as a Markdown table."""
-    lines = ["| sweep | task | runs | training time | groups | where |", "| --- | --- | --- | --- | --- | --- |"]
+    lines = ["| Sweep | Task | Runs | Training time | Groups | Machine |", "| --- | --- | ---: | ---: | --- | --- |"]
     for name, table in tables.items():
         if table is None:
-            lines.append(f"| {name} | | no table | | | |")
+            lines.append(f"| `{name}` | | no table | | | |")
             continue
         runs = unique_runs(table)
-        where = ", ".join(sorted({f"{r.device}, {int(r.threads)} threads, torch {r.torch_version}"
+        where = ", ".join(sorted({f"{getattr(r, 'cpu', r.device)}, {int(r.threads)} threads, "
+                                  f"{getattr(r, 'precision', '')}, torch {r.torch_version}".replace(", ,", ",")
                                   for r in runs.itertuples()})) if {"device", "threads", "torch_version"} <= set(runs) \
             else ""
-        lines.append(f"| {name} | {runs['task'].iloc[0]} | {len(runs)} | {runs['train_seconds'].sum() / 60:.1f} min | "
-                     f"{', '.join(dict.fromkeys(table['group'].fillna('')))} | {where} |")
+        groups = ", ".join(g.replace("_", " ") for g in dict.fromkeys(table["group"].fillna("")))
+        lines.append(f"| `{name}` | {runs['task'].iloc[0]} | {len(runs)} | "
+                     f"{runs['train_seconds'].sum() / 60:.1f} min | {groups} | {where} |")
     return "\n".join(lines)
 
 
@@ -331,15 +333,18 @@ def pareto_sentence(table: pd.DataFrame) -> str:
     runs = unique_runs(table)
     front = runs[pareto_front(runs)].sort_values("train_seconds")
     first, last = front.iloc[0], front.iloc[-1]
-    text = (f"{len(front)} of the {len(runs)} runs lie on the Pareto front. It starts at {describe(first)} "
-            f"({percent(first['test_accuracy'])} in {first['train_seconds']:.0f} s) and ends at {describe(last)} "
-            f"({percent(last['test_accuracy'])} in {last['train_seconds']:.0f} s)")
+    def name(row: pd.Series) -> str:
+        return f"{value_label(row['label'])} ({describe(row)})"
+
+    text = (f"{len(front)} of the {len(runs)} runs lie on the Pareto front. It starts at {name(first)}, "
+            f"{percent(first['test_accuracy'])} in {first['train_seconds']:.0f} s, and ends at {name(last)}, "
+            f"{percent(last['test_accuracy'])} in {last['train_seconds']:.0f} s")
     if len(front) >= 2:
         before = front.iloc[-2]
         gain = 100 * (last["test_accuracy"] - before["test_accuracy"])
         factor = last["train_seconds"] / before["train_seconds"]
-        text += (f"; its last step buys {gain:.2f} points of test accuracy for {factor:.1f}x the training time of "
-                 f"the run before it ({describe(before)})")
+        text += (f"; its last step buys {gain:.2f} points of test accuracy (one seed) for {factor:.1f}x the training "
+                 f"time of the run before it, {name(before)}")
     off = runs[~pareto_front(runs)]
     if not off.empty:
         text += (". Every run off the front is matched by one that trains faster and scores at least as well, "
@@ -386,15 +391,15 @@ def fit_sentence(flags: pd.DataFrame) -> str:
     widest = flags.loc[flags["gap_points"].idxmax()]
     if over.empty:
         text = (f"No run overfits by this rule: the widest train-test gap is {widest['gap_points']:.2f} points "
-                f"({widest['group']}: {widest['setting']}) and no run's test loss rose in its last epoch")
+                f"({widest['setting']}) and no run's test loss rose in its last epoch")
     else:
-        names = ", ".join(f"{r.group}: {r.setting} ({r.gap_points:.2f} points"
+        names = ", ".join(f"{r.setting} ({r.gap_points:.2f} points"
                           f"{', test loss rising' if r.test_loss_rising else ''})" for r in over.itertuples())
         text = f"{len(over)} run{'s' if len(over) != 1 else ''} overfit{'s' if len(over) == 1 else ''}: {names}"
     if under.empty:
         text += "; none underfits."
     else:
-        names = ", ".join(f"{r.group}: {r.setting} (train {percent(r.train_accuracy)})" for r in under.itertuples())
+        names = ", ".join(f"{r.setting} (train {percent(r.train_accuracy)})" for r in under.itertuples())
         text += f"; {len(under)} underfit{'s' if len(under) == 1 else ''}: {names}."
     by_epochs = flags.groupby("epochs")["gap_points"].mean()
     if len(by_epochs) >= 2:
@@ -494,7 +499,8 @@ def ablation_sentences(effects: pd.DataFrame, metric_name: str = "test accuracy"
     for group, cells in effects.groupby("group", sort=False):
         base = cells[cells["is_base"]].iloc[0]
         others = cells[~cells["is_base"]]
-        head = f"**{group}** (base {base['setting']}: {percent(base['mean'])} mean {metric_name})"
+        name = str(group).replace("_", " ")
+        head = f"**{name}** (base {base['setting']}: {percent(base['mean'])} mean {metric_name})"
         if others.empty:
             sentences.append(f"{head}: only the base was run.")
             continue
@@ -511,11 +517,11 @@ def knobs_sentence(effects: pd.DataFrame) -> str:
     family = f"{len(tested)} comparisons, Holm-corrected 95% intervals from paired seeds"
     if found.empty:
         return (f"No ablated setting has an effect on test accuracy that survives the correction ({family}); "
-                f"the sentences below say how large an effect each comparison could have found.")
-    text = "Effects (" + family + "): " + "; ".join(f"{r.group} {r.setting} {interval_text(r)}"
+                f"each comparison's smallest detectable effect is in the table of effects.")
+    text = "Effects (" + family + "): " + "; ".join(f"{r.setting} {interval_text(r)}"
                                                     for r in found.itertuples()) + "."
     if not rest.empty:
-        text += " No effect detectable: " + ", ".join(f"{r.group} {r.setting}" for r in rest.itertuples()) + "."
+        text += " No effect detectable: " + ", ".join(r.setting for r in rest.itertuples()) + "."
     return text
 
 
@@ -574,6 +580,9 @@ def group_sentence(effects: pd.DataFrame, metric: str, lower_is_better: bool, wh
 
     if len(effects) == 1:
         return f"The {what} group has one run: {best['setting']}, {change(best)}."
+    if base is not None and best["setting"] == base["setting"]:
+        return (f"Across {what}, the base ({base['setting']}) is best, and the worst is {worst['setting']} at "
+                f"{change(worst)}.")
     return (f"Across {what}, the best is {best['setting']} at {change(best)} and the worst {worst['setting']} at "
             f"{change(worst)}" + (f"; the base is {base['setting']}." if base is not None else "."))
 
@@ -607,7 +616,7 @@ def ae_vs_pca_sentence(latent: pd.DataFrame) -> str:
     detail = ", ".join(f"{abs(100 * r.ae_gain):.0f}% {'lower' if r.ae_gain > 0 else 'higher'} at {r.latent_dim}"
                        for r in both.itertuples())
     if len(wins) == len(both):
-        verdict = f"The autoencoder beats PCA at every latent size tried ({len(both)})"
+        verdict = f"The autoencoder beats PCA at all {len(both)} latent sizes tried"
     elif wins.empty:
         verdict = "PCA beats the autoencoder at every latent size tried"
     else:
@@ -618,7 +627,7 @@ def ae_vs_pca_sentence(latent: pd.DataFrame) -> str:
             f"{big.latent_dim} ({big.ae_mse:.4f} against {big.pca_mse:.4f}) and smallest at {small.latent_dim} "
             f"({small.ae_mse:.4f} against {small.pca_mse:.4f}). PCA keeps the directions of largest pixel variance, "
             f"which is optimal among linear codes; the nonlinear decoder's advantage shows where a few linear "
-            f"components cannot capture the strokes.")
+            f"components cannot capture the shapes.")
 
 
 def confusion(labels: np.ndarray, predictions: np.ndarray, classes: int = 10) -> np.ndarray:
@@ -656,16 +665,18 @@ def centroid_accuracy(points: np.ndarray, labels: np.ndarray) -> float:
 
 def latent_map_sentence(panels: list[tuple[str, np.ndarray, np.ndarray]]) -> str:
     """How well each latent map separates the digits (a nearest-centroid rule), and which digits stand apart."""
-    parts = [f"{percent(centroid_accuracy(points, labels), 0)} ({title.splitlines()[0]})"
-             for title, points, labels in panels]
+    def name(title: str) -> str:  # "latent 2: codes as they are" -> "the latent-2 map"
+        return f"the {title.split(':')[0].strip().replace(' ', '-')} map"
+
+    parts = [f"{percent(centroid_accuracy(points, labels), 0)} on {name(title)}" for title, points, labels in panels]
     title, points, labels = panels[0]
     hits = centroid_hits(points, labels)
     recall = pd.Series(hits).groupby(labels).mean().sort_values(ascending=False)
     best = " and ".join(f"{d} ({percent(r, 0)})" for d, r in recall.head(2).items())
     worst = ", ".join(f"{d} ({percent(r, 0)})" for d, r in recall.tail(3).items())
-    return (f"A nearest-centroid rule, which knows nothing but where each digit's cloud is centred, names the right "
-            f"digit of {'; '.join(parts)} of the test images (chance: 10%). On {title.splitlines()[0]}, {best} "
-            f"stand apart, while {worst} are mostly inside other digits' clouds.")
+    return (f"A nearest-centroid rule, which knows nothing but where each class's cloud is centred, names the right "
+            f"class of the test images {' and '.join(parts)} (chance: 10%). On {name(title)}, {best} "
+            f"stand apart, while {worst} lie mostly inside other classes' clouds.")
 
 
 def callout(text: str, title: str = "Not shown", kind: str = "note") -> str:

@@ -51,13 +51,17 @@ def reading_table(rows):
             return "-"
         return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.4f}" if abs(v) < 1 else f"{v:.1f}"
 
+    fraction = table["unit"] == "fraction"  # accuracies: shown in percent, as on every other page
+    scale = fraction.map({True: 100.0, False: 1.0})
+    value, low, high = table["value"] * scale, table["low"] * scale, table["high"] * scale
+    repeated = table["n"].fillna(1) > 1
     return pd.DataFrame({
         "Section": table["section"], "What": table["name"], "Measure": table["measure"].str.replace("_", " "),
-        "Median": table["value"].map(number),
-        "Lowest-highest": [f"{number(lo)} to {number(hi)}" if not (pd.isna(lo) or pd.isna(hi)) else ""
-                           for lo, hi in zip(table["low"], table["high"], strict=True)],
-        "n": table["n"].map(lambda v: "" if pd.isna(v) else f"{int(v)}"), "Unit": table["unit"].fillna(""),
-        "Note": table["note"].fillna("")})
+        "Median": [f"{v:.2f}" if f else number(v) for v, f in zip(value, fraction, strict=True)],
+        "Lowest-highest": [f"{number(lo)} to {number(hi)}" if r and not (pd.isna(lo) or pd.isna(hi)) else ""
+                           for lo, hi, r in zip(low, high, repeated, strict=True)],
+        "n": table["n"].map(lambda v: "" if pd.isna(v) else f"{int(v)}"),
+        "Unit": table["unit"].fillna("").replace({"fraction": "%"}), "Note": table["note"].fillna("")})
 
 
 def format_table(rows) -> str:

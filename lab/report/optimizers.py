@@ -36,20 +36,26 @@ def against_the_best(chosen: pd.DataFrame) -> pd.DataFrame:
     return S.correct(pd.DataFrame(rows)).drop(columns=["differences"]) if rows else pd.DataFrame()
 
 
+NAMES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW"}
+
+
 def optimizer_sentence(chosen: pd.DataFrame, paired: pd.DataFrame) -> str:
     """Which optimiser is best on validation, its test accuracy, and whether the others differ from it on test."""
     best = chosen.loc[chosen["val_accuracy"].idxmax()]
-    def edge(r) -> str:  # a best rate at the end of its grid: the optimum may lie beyond what was tried
-        return (" (the largest rate tried: a larger one may be better)" if r.chosen_lr == max(r.rates) else
-                " (the smallest rate tried: a smaller one may be better)" if r.chosen_lr == min(r.rates) else "")
-
-    parts = [f"{r.optimizer} at lr {r.chosen_lr:g}{edge(r)}: {percent(r.test_accuracy)} test accuracy "
+    name = lambda o: NAMES.get(o, o)  # noqa: E731
+    parts = [f"{name(r.optimizer)} at lr {r.chosen_lr:g}: {percent(r.test_accuracy)} test accuracy "
              f"[{percent(r.test_low)}, {percent(r.test_high)}] over {r.seeds} seeds" for r in chosen.itertuples()]
     text = "Each optimiser at the rate its validation accuracy chose: " + "; ".join(parts) + ". "
-    text += f"{best['optimizer']} is best on validation. "
+    top = [name(r.optimizer) for r in chosen.itertuples() if r.chosen_lr == max(r.rates)]
+    bottom = [name(r.optimizer) for r in chosen.itertuples() if r.chosen_lr == min(r.rates)]
+    for edge, which, side in ((top, "largest", "larger"), (bottom, "smallest", "smaller")):
+        if edge:
+            text += (f"For {' and '.join(edge)} the chosen rate is the {which} tried, so a {side} one may be "
+                     f"better. ")
+    text += f"{name(best['optimizer'])} is best on validation. "
     for r in paired.itertuples():
         verdict = ("differs from it" if r.verdict == S.EFFECT else "is not distinguishable from it at "
                    f"{r.seeds} seeds")
-        text += (f"{r.optimizer} {verdict} on test ({100 * r.effect:+.2f} points, Holm-corrected interval "
+        text += (f"{name(r.optimizer)} {verdict} on test ({100 * r.effect:+.2f} points, Holm-corrected interval "
                  f"[{100 * r.corrected_low:+.2f}, {100 * r.corrected_high:+.2f}]). ")
     return text.strip()

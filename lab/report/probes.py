@@ -101,11 +101,15 @@ def augmented_accuracy(art: Artifacts) -> tuple[float, float]:
 # ---------------------------------------------------------------- autoencoders
 
 def run_label(row: pd.Series | dict) -> str:
-    """A gallery row's label: the grid setting and the test MSE."""
-    setting = value_label(row["label"]).replace("preset=pca ", "PCA ")
-    if row.get("model.arch") == "pca" and not setting.startswith("PCA"):
-        setting = f"PCA {setting}"
-    return f"{setting}\nMSE {row['test_mse']:.4f}"
+    """A gallery row's label: PCA or the autoencoder at its latent size, else the grid setting; and the test MSE."""
+    latent = int(row["model.latent_dim"])
+    if row.get("model.arch") == "pca":
+        name = f"PCA, {latent} comp."
+    elif row.get("group") == "latent_dim":
+        name = f"AE, latent {latent}"
+    else:
+        name = value_label(row["label"])
+    return f"{name}\nMSE {row['test_mse']:.4f}"
 
 
 def by_latent_size(table: pd.DataFrame) -> pd.DataFrame:

@@ -96,8 +96,9 @@ def _verdict(row) -> str:
 
 def verdicts_markdown(verdicts: pd.DataFrame) -> str:
     """The verdicts as a Markdown table: claim, comparison, effect with its corrected interval, seeds, verdict."""
-    lines = ["| reference finding | comparison | effect (points) | Holm-corrected 95% interval | seeds | verdict |",
-             "| --- | --- | --- | --- | --- | --- |"]
+    lines = ["| Reference finding | Comparison | Effect (points) | Holm-corrected 95% interval (points) | Seeds "
+             "| Verdict |",
+             "| --- | --- | ---: | --- | ---: | --- |"]
     for r in verdicts.itertuples():
         what = "train-test gap" if r.metric == "gap" else "test accuracy"
         lines.append(f"| {r.claim} | {r.alternative} against {r.reference}, {what} | {100 * r.effect:+.2f} | "
