@@ -289,7 +289,7 @@ def headline(classifiers: pd.DataFrame | None, autoencoders: pd.DataFrame | None
 
 def headline_markdown(numbers: dict, target: float = TARGET_ACCURACY) -> str:
     """The headline numbers as a Markdown table, one line per claim, each naming its run."""
-    lines = ["| what | number | run |", "| --- | --- | --- |"]
+    lines = ["| What | Number | Run |", "| --- | --- | --- |"]
     best, fastest, latent = numbers["best"], numbers["fastest"], numbers["latent"]
     bar = f"{100 * target:g}%"
     if best is not None:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from lab.report.figures import GREY, MIN_FONT, PAGE_WIDTH, PALETTE, RED, _figure, _styled
+from lab.report.figures import GREY, MIN_FONT, PAGE_WIDTH, PALETTE, RED, _figure, _styled, plain_log
 
 FONT = MIN_FONT
 COLORS = {"mnist": PALETTE[0], "fashion_mnist": PALETTE[1]}
@@ -105,7 +105,7 @@ def effects_by_dataset(effects: dict[str, pd.DataFrame]) -> Figure:
             ax.plot(100 * r["effect"], yi + shift, "o", color=COLORS[dataset], ms=5,
                     label=DATASET_NAMES[dataset] if yi == y[0] or key == keys[0] else None)
     ax.axvline(0, color="black", lw=0.8)
-    ax.set_yticks(y, [f"{g.replace('_', ' ')}: {s}" for g, s in keys], fontsize=FONT)
+    ax.set_yticks(y, [s.replace("_", " ") for _, s in keys], fontsize=FONT)
     ax.set_xlabel("effect on test accuracy against the base, points (Holm-corrected 95% interval)", fontsize=FONT)
     ax.tick_params(axis="x", labelsize=FONT)
     ax.grid(axis="x", alpha=0.3)
@@ -130,6 +130,7 @@ def latent_by_dataset(latent: dict[str, pd.DataFrame]) -> Figure:
     ax.set_xticks(sizes, [str(s) for s in sizes])
     ax.set_xlabel("latent size (components for PCA)", fontsize=FONT + 1)
     ax.set_ylabel("test MSE per pixel (log scale)", fontsize=FONT + 1)
+    plain_log(ax.yaxis)
     ax.tick_params(labelsize=FONT)
     ax.grid(alpha=0.3, which="both")
     fig.legend(loc="outside right center", fontsize=FONT)
