@@ -17,6 +17,7 @@ from lab.report import comparison_figures as C
 from lab.report import figures as F
 from lab.report import optimizers as O
 from lab.report import reference as R
+from lab.report import statistics as S
 
 matplotlib.use("Agg")
 
@@ -227,6 +228,51 @@ def test_the_crowded_labels_are_all_there():
     autoencoders = autoencoder_table()
     fig = F.mse_overview(autoencoders, A.mse_by_latent(autoencoders, "latent_dim"))
     assert [t.get_text().endswith("% lower") for t in fig.axes[1].texts] == [True] * 6
+
+
+def narrow_effects() -> pd.DataFrame:
+    """Effects as A.ablation_effects gives them, every interval within ±1.5 points, one as wide as [-1.42, +0.19]."""
+    rows = [("norm", "norm=batch", True, np.nan, np.nan, np.nan, np.nan, np.nan),
+            ("norm", "norm=layer", False, -0.0003, -0.0017, 0.0011, -0.0027, 0.0021),
+            ("schedule", "schedule=none", False, -0.0062, -0.0108, -0.0016, -0.0142, 0.0019),
+            ("weight_decay", "weight_decay=0.05", False, 0.0007, -0.0003, 0.0017, -0.0011, 0.0024),
+            ("dropout", "dropout=0.25", False, -0.0051, -0.0061, -0.0042, -0.0068, -0.0035)]
+    table = pd.DataFrame(rows, columns=["group", "setting", "is_base", "effect", "low", "high", "corrected_low",
+                                        "corrected_high"])
+    verdict = np.where(table["corrected_high"] < 0, S.EFFECT, S.NO_EFFECT)
+    return table.assign(seeds=5, verdict=np.where(table["is_base"], S.BASE, verdict))
+
+
+def test_ablation_effects_use_a_linear_axis_that_holds_every_interval():
+    """Intervals within ±1.5 points: a plain linear axis (no symlog), ticks at round steps, every interval inside
+    the limits with a margin, and the seed count said once rather than on every row."""
+    effects = narrow_effects()
+    fig = F.ablation_effects(effects)
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "linear"
+    tested = effects[~effects["is_base"]]
+    low, high = ax.get_xlim()
+    assert low < 100 * tested["corrected_low"].min() < 100 * tested["corrected_high"].max() < high
+    assert low < 100 * tested["low"].min() and 100 * tested["high"].max() < high
+    margin = 0.02 * (high - low)
+    assert low + margin < 100 * tested[["low", "corrected_low"]].min().min()
+    assert 100 * tested[["high", "corrected_high"]].max().max() < high - margin
+    ticks = [t for t in ax.get_xticks() if low <= t <= high]
+    steps = np.round(np.diff(ticks), 6)
+    assert len(ticks) >= 5 and len(set(steps)) == 1 and steps[0] in (0.1, 0.2, 0.5, 1.0)
+    assert 0 in np.round(ticks, 6)
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels[2] == "weight decay: 0.05" and not any("seeds" in label for label in labels)
+    assert "5 seeds" in ax.get_xlabel()
+
+
+def test_ablation_effects_go_symlog_only_for_wide_intervals():
+    """A two-seed interval tens of points wide: symlog beyond ±1, the whole interval still inside the limits."""
+    effects = narrow_effects()
+    effects.loc[2, ["low", "corrected_low"]] = [-0.12, -0.25]
+    ax = F.ablation_effects(effects).axes[0]
+    assert ax.get_xscale() == "symlog"
+    assert ax.get_xlim()[0] < -25 and ax.get_xlim()[1] > 100 * effects["corrected_high"].max()
 
 
 # ---------------------------------------------------------------- sweep tools

@@ -20,7 +20,7 @@ from matplotlib.colors import ListedColormap, Normalize
 from matplotlib.figure import Figure
 from matplotlib.patheffects import withStroke
 from matplotlib.text import Text
-from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, MultipleLocator, NullFormatter
 from matplotlib.transforms import Bbox, ScaledTranslation
 
 from lab.report import statistics as S
@@ -95,6 +95,14 @@ def _metric_axis(metric: str) -> tuple[float, str]:
     return 1.0, f"{words} (s)" if metric.endswith("seconds") else words
 
 
+GROUP_WORDS = {"latent_dim": "latent size", "width_epochs": "width and epochs", "lr": "learning rate"}
+
+
+def _words(name) -> str:
+    """A grid group's name (or a label) as a reader says it: 'learning_rate' -> 'learning rate'."""
+    return GROUP_WORDS.get(str(name), str(name).replace("_", " "))
+
+
 def _lower_is_better(metric: str) -> bool:
     return any(word in metric for word in ("mse", "loss", "seconds"))
 
@@ -123,19 +131,23 @@ def _along(a: np.ndarray, b: np.ndarray, every: float = 4) -> np.ndarray:
 
 
 def _obstacles(ax, points, lines, radius: float = 3) -> list[Bbox]:
-    """Display-space squares of `radius` points around data points (N, 2) and along polylines (M, 2): what a label
-    should not cover."""
-    pixels = [ax.transData.transform(np.asarray(points, float))] if points is not None and len(points) else []
+    """Display-space squares of `radius` points around data points (N, 2), and of 3 points along polylines (M, 2):
+    what a label should not cover."""
+    scale = ax.get_figure(root=True).dpi / 72
+    dots = []
+    if points is not None and len(points):
+        dots = _squares(ax.transData.transform(np.asarray(points, float)), radius * scale)
     for line in lines or []:
         ends = ax.transData.transform(np.asarray(line, float))
-        pixels += [_along(a, b) for a, b in zip(ends[:-1], ends[1:])]
-    return _squares(np.concatenate(pixels), radius * ax.get_figure(root=True).dpi / 72) if pixels else []
+        dots += _squares(np.concatenate([_along(a, b) for a, b in zip(ends[:-1], ends[1:])]), 3 * scale)
+    return dots
 
 
 def _best_offset(probe, anchor: np.ndarray, candidates, renderer, frame: Bbox, placed: list[Bbox],
-                 dots: list[Bbox]) -> tuple[tuple[float, float], Bbox]:
+                 dots: np.ndarray) -> tuple[tuple[float, float], Bbox]:
     """The candidate offset whose label (probe, moved there) costs least: 100 per label it overlaps or for leaving
-    the axes, 10 per label its leader crosses, 1 per obstacle it covers; the first free one wins."""
+    the axes, 10 per label its leader crosses, 1 per obstacle (dots: extents (N, 4)) it covers or its leader
+    crosses; the first free one wins."""
     best = None
     for dx, dy in candidates:
         probe.xyann = (dx, dy)
@@ -147,7 +159,9 @@ def _best_offset(probe, anchor: np.ndarray, candidates, renderer, frame: Bbox, p
         leader = _along(anchor, np.clip(anchor, [box.x0, box.y0], [box.x1, box.y1]))[2:]
         cost = 100 * (sum(box.overlaps(other) for other in placed) + (not inside))
         cost += 10 * sum(any(other.contains(x, y) for x, y in leader) for other in placed)
-        cost += sum(box.overlaps(dot) for dot in dots)
+        covered = (dots[:, 0] < box.x1) & (dots[:, 2] > box.x0) & (dots[:, 1] < box.y1) & (dots[:, 3] > box.y0)
+        crossed = _hits(dots, leader).any(axis=0) if abs(dx) + abs(dy) > 12 else False  # a leader is drawn
+        cost += int((covered | crossed).sum())
         if best is None or cost < best[0]:
             best = (cost, (dx, dy), box, leader)
         if cost == 0:
@@ -155,21 +169,30 @@ def _best_offset(probe, anchor: np.ndarray, candidates, renderer, frame: Bbox, p
     return best[1:]
 
 
-def _place_labels(ax, points, texts: list[str], avoid=None, lines=None, centred: bool = False, **style) -> list:
+def _hits(dots: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """(K, N): whether each of K display points lies in each of N boxes (extents x0, y0, x1, y1)."""
+    x, y = points[:, :1], points[:, 1:]
+    return (dots[:, 0] <= x) & (x <= dots[:, 2]) & (dots[:, 1] <= y) & (y <= dots[:, 3])
+
+
+def _place_labels(ax, points, texts: list[str], avoid=None, lines=None, centred: bool = False, clearance: float = 3,
+                  **style) -> list:
     """Label each data point (x, y) with its text at the nearest offset that overlaps no label placed before it and
-    stays inside the axes, covering as little as it can of the `avoid` points (N, 2) and `lines` (each (M, 2));
-    greedy, measured in display space. A label moved off its point gets a leader line back to it (not when centred).
+    stays inside the axes, covering as little as it can of the `avoid` points (N, 2), `clearance` points around
+    them, and `lines` (each (M, 2)); greedy, measured in display space. A label moved off its point gets a leader
+    line back to it (not when centred), and the leader too keeps off the obstacles.
 
     Call it last: it settles the layout first, and its labels stay out of the layout so the layout holds.
     """
     fig = ax.get_figure(root=True)
     fig.draw_without_rendering()
     renderer = fig.canvas.get_renderer()
-    frame, dots, placed, labels = ax.get_window_extent(renderer), _obstacles(ax, avoid, lines), [], []
+    frame, dots, placed, labels = ax.get_window_extent(renderer), _obstacles(ax, avoid, lines, clearance), [], []
     for xy, text in zip(points, texts):
         probe = ax.annotate(text, xy, xytext=(0, 0), textcoords="offset points", **style)
         anchor = ax.transData.transform(np.asarray(xy, float))
-        (dx, dy), box, leader = _best_offset(probe, anchor, _offsets(centred), renderer, frame, placed, dots)
+        obstacles = np.array([dot.extents for dot in dots]).reshape(-1, 4)
+        (dx, dy), box, leader = _best_offset(probe, anchor, _offsets(centred), renderer, frame, placed, obstacles)
         probe.remove()
         far = abs(dx) + abs(dy) > 12 and not centred
         label = ax.annotate(text, xy, xytext=(dx, dy), textcoords="offset points", ha=_ALIGN_X[np.sign(dx)],
@@ -192,8 +215,8 @@ def accuracy_vs_time(table: pd.DataFrame) -> Figure:
     fig = _figure(PAGE_WIDTH, 5.0)
     ax = fig.subplots()
     for i, (group, points) in enumerate(runs.groupby("group", sort=False)):
-        ax.scatter(points["train_seconds"], 100 * points["test_accuracy"], s=36, label=group, alpha=0.9, zorder=2,
-                   color=PALETTE[i % len(PALETTE)], marker=MARKERS[i % len(MARKERS)])
+        ax.scatter(points["train_seconds"], 100 * points["test_accuracy"], s=36, label=_words(group), alpha=0.9,
+                   zorder=2, color=PALETTE[i % len(PALETTE)], marker=MARKERS[i % len(MARKERS)])
     ax.plot(best["train_seconds"], 100 * best["test_accuracy"], "--", color="black", lw=1, label="Pareto front",
             zorder=1)
     ax.set_xscale("log")
@@ -204,7 +227,7 @@ def accuracy_vs_time(table: pd.DataFrame) -> Figure:
     ax.grid(alpha=0.3)
     fig.legend(loc="outside lower center", ncols=min(4, runs["group"].nunique() + 1), title="grid group")
     _place_labels(ax, list(zip(best["train_seconds"], 100 * best["test_accuracy"])),
-                  [value_label(label) for label in best["label"]],
+                  [_words(value_label(label)) for label in best["label"]],
                   avoid=np.column_stack([runs["train_seconds"], 100 * runs["test_accuracy"]]),
                   lines=[np.column_stack([best["train_seconds"], 100 * best["test_accuracy"]])])
     return fig
@@ -217,7 +240,7 @@ def _curves_panel(ax, history: pd.DataFrame, runs: pd.DataFrame, flag: dict, met
         if epochs.empty:
             continue
         color, marker = PALETTE[i % len(PALETTE)], MARKERS[i // len(PALETTE) % len(MARKERS)]
-        label = value_label(run.label) + (f"\n({flag[run.run_id]})" if flag.get(run.run_id) else "")
+        label = _words(value_label(run.label)) + (f"\n({flag[run.run_id]})" if flag.get(run.run_id) else "")
         ax.plot(epochs["epoch"], 100 * (1 - epochs[f"test_{metric}"]), "-", marker=marker, color=color, ms=4,
                 label=label)
         ax.plot(epochs["epoch"], 100 * (1 - epochs[f"train_{metric}"]), "--x", color=color, ms=4, alpha=0.7)
@@ -248,15 +271,45 @@ def training_curves(history: pd.DataFrame, table: pd.DataFrame, flags: pd.DataFr
     axes = fig.subplots(len(groups), 1, squeeze=False, height_ratios=heights).ravel()
     for ax, group in zip(axes, groups):
         _curves_panel(ax, history, table[table["group"] == group], flag, metric)
-        ax.set_title(f"group: {group}", loc="left")
+        ax.set_title(_words(group), loc="left")
     fig.suptitle("train (dashed, x) and test (solid) error per epoch")
     return fig
+
+
+LINEAR_EFFECTS = 3.0  # points: effect axes whose intervals all lie within this are linear, wider ones symlog
+
+
+def _effect_axis(ax, points: np.ndarray) -> str:
+    """Scale, ticks and limits of a forest plot's x axis for every value it shows (points, NaN ignored): linear
+    with ticks every 0.1 to 1 point while all lie within ±LINEAR_EFFECTS, symlog beyond ±1 otherwise; the limits
+    hold every value with a margin. Returns how the axis label should describe the scale."""
+    points = points[np.isfinite(points)]
+    low, high = min(points.min(initial=0.0), 0.0), max(points.max(initial=0.0), 0.0)  # zero is always shown
+    if max(-low, high) <= LINEAR_EFFECTS:
+        step = next((s for s in (0.1, 0.2, 0.5) if (high - low) / s <= 10), 1.0)
+        margin = max(0.04 * (high - low), 0.25 * step)
+        ax.set_xlim(low - margin, high + margin)
+        ax.xaxis.set_major_locator(MultipleLocator(step))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:+.{1 if step < 1 else 0}f}".replace("-", "\u2212")
+                                                   if abs(x) > step / 100 else "0"))
+        return "points"
+    ax.set_xscale("symlog", linthresh=1)  # intervals from two seeds are tens of points wide; effects are tenths
+    scale = ax.xaxis.get_transform()
+    left, right = scale.transform([low, high])
+    margin = 0.04 * (right - left)
+    low, high = scale.inverted().transform([left - margin, right + margin])
+    ax.set_xlim(low, high)
+    steps = np.outer(10.0 ** np.arange(0, 4), [1, 2, 5]).ravel()  # 1, 2, 5, 10, 20, 50, ...
+    ax.set_xticks([t for t in np.concatenate([-steps, [-0.5, 0, 0.5], steps]) if low <= t <= high])
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:+g}".replace("-", "\u2212") if x else "0"))
+    return "points; log scale beyond ±1"
 
 
 @_styled
 def ablation_effects(effects: pd.DataFrame, metric_name: str = "test accuracy") -> Figure:
     """A forest plot: each setting's paired effect against its group's base, with its Holm-corrected 95% interval
-    (thick) and uncorrected one (thin); red and filled where the corrected interval excludes zero."""
+    (thick) and uncorrected one (thin); red and filled where the corrected interval excludes zero. The seed count
+    is said once, in the axis label, when every setting shares it."""
     tested = effects[~effects["is_base"]].reset_index(drop=True)
     fig = _figure(PAGE_WIDTH, 0.32 * len(tested) + 1.3)
     ax = fig.subplots()
@@ -267,12 +320,16 @@ def ablation_effects(effects: pd.DataFrame, metric_name: str = "test accuracy") 
         ax.plot([100 * row.corrected_low, 100 * row.corrected_high], [y, y], color=color, lw=3.5, alpha=0.5)
         ax.plot(100 * row.effect, y, "o", color=color, ms=5, mfc=color if found else "white")
     ax.axvline(0, color="black", lw=0.8)
-    ax.set_yticks(range(len(tested)), [f"{r.group}: {r.setting.split('=', 1)[-1]} ({int(r.seeds)} seeds)"
-                                       for r in tested.itertuples()])
+    seeds = tested["seeds"].dropna().astype(int).unique()
+    names = [f"{_words(r.group)}: {_words(r.setting.split('=', 1)[-1])}" for r in tested.itertuples()]
+    if len(seeds) > 1:  # say each row's count only where they differ
+        names = [f"{name} ({int(n)} seeds)" if pd.notna(n) else name for name, n in zip(names, tested["seeds"])]
+    ax.set_yticks(range(len(tested)), names)
     ax.invert_yaxis()
-    ax.set_xscale("symlog", linthresh=1)  # intervals from two seeds are tens of points wide; effects are tenths
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:+g}" if x else "0"))
-    ax.set_xlabel(f"change in {metric_name} against the base\n(points; log scale beyond ±1)")
+    columns = ["low", "high", "corrected_low", "corrected_high", "effect"]
+    scale = _effect_axis(ax, 100 * tested[columns].to_numpy(float).ravel())
+    seeds_text = f", {seeds[0]} seeds each" if len(seeds) == 1 else ""
+    ax.set_xlabel(f"change in {metric_name} against the base\n({scale}{seeds_text})")
     ax.grid(axis="x", alpha=0.3)
     return fig
 
@@ -354,7 +411,7 @@ def mse_overview(autoencoders: pd.DataFrame, latent: pd.DataFrame) -> Figure:
     pca = runs["model.arch"] == "pca"
     for i, (group, points) in enumerate(runs[~pca].groupby("group", sort=False)):
         top.scatter(points["train_seconds"], points["test_mse"], s=36, color=PALETTE[i % len(PALETTE)],
-                    marker=MARKERS[i % len(MARKERS)], label=group)
+                    marker=MARKERS[i % len(MARKERS)], label=_words(group))
     top.scatter(runs.loc[pca, "train_seconds"], runs.loc[pca, "test_mse"], s=36, marker="s", color=PCA_COLOR,
                 label="PCA")
     top.set_xscale("log")
@@ -363,7 +420,7 @@ def mse_overview(autoencoders: pd.DataFrame, latent: pd.DataFrame) -> Figure:
     plain_log(top.yaxis)
     top.set_xlabel("training time (s, log scale)")
     top.set_ylabel("test MSE per pixel (log scale)")
-    top.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), title="grid group")
+    top.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), title="run")
     top.grid(alpha=0.3, which="both")
     bottom.plot(latent["latent_dim"], latent["ae_mse"], "-o", color=AE_COLOR, label="autoencoder")
     bottom.plot(latent["latent_dim"], latent["pca_mse"], "-s", color=PCA_COLOR, label="PCA, same size")
@@ -371,7 +428,8 @@ def mse_overview(autoencoders: pd.DataFrame, latent: pd.DataFrame) -> Figure:
     bottom.set_yscale("log")
     plain_log(bottom.yaxis)
     bottom.set_xticks(latent["latent_dim"], [str(d) for d in latent["latent_dim"]])
-    bottom.margins(x=0.08, y=0.2)  # room inside the axes for the labels
+    bottom.set_xlim(latent["latent_dim"].min() / 2 ** 1.2, latent["latent_dim"].max() * 2 ** 0.3)  # label room
+    bottom.margins(y=0.2)
     bottom.set_xlabel("latent size (numbers per code, log scale)")
     bottom.set_ylabel("test MSE per pixel (log scale)")
     bottom.legend(loc="center left", bbox_to_anchor=(1.02, 0.5))
@@ -379,7 +437,8 @@ def mse_overview(autoencoders: pd.DataFrame, latent: pd.DataFrame) -> Figure:
     gains = latent.dropna(subset=["ae_mse", "pca_mse"])
     curves = [latent[["latent_dim", column]].dropna().to_numpy() for column in ("ae_mse", "pca_mse")]
     _place_labels(bottom, list(zip(gains["latent_dim"], gains["ae_mse"])),
-                  [f"{100 * g:.0f}% lower" for g in gains["ae_gain"]], lines=curves)
+                  [f"{100 * g:.0f}% lower" for g in gains["ae_gain"]], lines=curves, clearance=8,
+                  avoid=latent[["latent_dim", "pca_mse"]].dropna().to_numpy())  # labels keep clear of PCA's marks
     return fig
 
 
@@ -391,23 +450,27 @@ def _setting_name(setting: str) -> str:
 
 @_styled
 def group_bars(panels: dict[str, pd.DataFrame], metric: str = "test_mse") -> Figure:
-    """One horizontal bar panel per grid group (e.g. activation, channels), stacked: the metric per setting, the base
-    hatched, each bar labelled with its value."""
-    heights = [0.32 * len(effects) + 1.0 for effects in panels.values()]
-    fig = _figure(PAGE_WIDTH, sum(heights))
-    axes = fig.subplots(len(panels), 1, squeeze=False, height_ratios=heights).ravel()
+    """One horizontal bar panel per grid group (e.g. activation, channels), stacked on one x axis from zero so bars
+    compare across panels: the metric per setting, one colour, the base hatched, each bar labelled with its value."""
+    heights = [0.32 * len(effects) + 0.75 for effects in panels.values()]
+    fig = _figure(PAGE_WIDTH, sum(heights) + 0.5)
+    axes = fig.subplots(len(panels), 1, squeeze=False, sharex=True, height_ratios=heights).ravel()
     scale, label = _metric_axis(metric)
-    for i, (ax, (name, effects)) in enumerate(zip(axes, panels.items())):
+    top = max(float(scale * effects[metric].max()) for effects in panels.values())
+    for ax, (name, effects) in zip(axes, panels.items()):
         y = np.arange(len(effects))
-        bars = ax.barh(y, scale * effects[metric], color=PALETTE[i % len(PALETTE)], edgecolor="white")
+        bars = ax.barh(y, scale * effects[metric], color=PALETTE[0], edgecolor="white")
         for bar, is_base in zip(bars, effects["is_base"]):
             bar.set_hatch("//" if is_base else "")
         ax.bar_label(bars, fmt="%.4f" if scale == 1 else "%.2f", padding=3, fontsize=MIN_FONT)
-        ax.set_yticks(y, [_setting_name(s) for s in effects["setting"]])
+        ax.set_yticks(y, [_words(_setting_name(s)) for s in effects["setting"]])
         ax.invert_yaxis()
-        ax.margins(x=0.15)  # room for the value labels
-        ax.set_title(f"{name} (hatched: base)", loc="left")
-        ax.set_xlabel(label)
+        ax.set_title(_words(name), loc="left")
+        ax.grid(axis="x", alpha=0.3)
+        ax.set_axisbelow(True)
+    axes[0].set_xlim(0, 1.15 * top)  # shared by every panel; the margin holds the value labels
+    axes[0].xaxis.set_major_locator(MaxNLocator(6, steps=[1, 2, 5, 10]))
+    axes[-1].set_xlabel(f"{label} (hatched: the base)")
     return fig
 
 
@@ -549,7 +612,7 @@ def _value_text(value) -> str:
             return widths(value)
         except (ValueError, json.JSONDecodeError):
             return value
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    return f"{value:g}" if isinstance(value, float) else _words(value)
 
 
 def _thin(ticks: list[tuple[float, str]], gap: float = 0.08) -> list[tuple[float, str]]:
@@ -611,25 +674,36 @@ def parallel_coordinates(table: pd.DataFrame, metric: str = "test_accuracy") -> 
         ax.plot(x, heights[i], color=cmap(norm(scores[i])), lw=1.5, alpha=0.85, zorder=2 + rank / len(order))
     for k, (_, ticks, _) in enumerate(coordinates):
         ax.axvline(k, color="#444444", lw=1, zorder=1)
+        outer = k == len(coordinates) - 1  # the metric's ticks on the outer side, off the fan of lines
         for height, label in ticks:
-            ax.text(k - 0.03, height, label, ha="right", va="center", fontsize=MIN_FONT, zorder=4,
-                    bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8})
+            ax.text(k + (0.03 if outer else -0.03), height, label, ha="left" if outer else "right", va="center",
+                    fontsize=MIN_FONT, zorder=4, bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none"})
     ax.set_xlim(-0.05, len(coordinates) - 0.95)
     ax.set_ylim(-0.04, 1.04)
     ax.set_axis_off()
     fig.colorbar(ScalarMappable(norm, cmap), ax=ax, label=metric_label, pad=0.03, shrink=0.9)
-    _axis_names(ax, [textwrap.fill(name, 11) for name in names + [metric_label]])
+    _axis_names(ax, names + [metric_label])
     return fig
 
 
+def _two_lines(name: str, longest: int = 10) -> str:
+    """A name longer than `longest` characters broken at the space nearest its middle: 'weight\ndecay'."""
+    spaces = [i for i, c in enumerate(name) if c == " "]
+    if len(name) <= longest or not spaces:
+        return name
+    cut = min(spaces, key=lambda i: abs(i - len(name) / 2))
+    return name[:cut] + "\n" + name[cut + 1:]
+
+
 def _axis_names(ax, names: list[str]) -> None:
-    """Each name above its axis (x = 0, 1, ...); when neighbours would touch, every other one a row higher."""
-    texts = [ax.text(k, 1.05, name, ha="center", va="bottom", fontsize=MIN_FONT, weight="bold")
+    """Each name above its axis (x = 0, 1, ...), all at one height, long ones on two lines; only where neighbours
+    would still touch, every other one a row higher."""
+    texts = [ax.text(k, 1.05, _two_lines(name), ha="center", va="bottom", fontsize=MIN_FONT, weight="bold")
              for k, name in enumerate(names)]
     fig = ax.get_figure(root=True)
     fig.draw_without_rendering()
     renderer = fig.canvas.get_renderer()
-    boxes = [text.get_window_extent(renderer).padded(6) for text in texts]  # a word space apart at least
+    boxes = [text.get_window_extent(renderer).padded(2) for text in texts]  # a space apart at least
     if any(a.overlaps(b) for a, b in zip(boxes[:-1], boxes[1:])):
         rise = max(box.height for box in boxes[::2]) / fig.dpi  # inches: the lower row's tallest name
         for text in texts[1::2]:
