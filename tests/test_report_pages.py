@@ -186,7 +186,7 @@ def test_missing_artifacts_or_tables_give_notes_not_crashes(missing, tmp_path, d
         notes = "\n".join(markdown(c) for c in cells if is_note(c))
         drawn = {label(c) for c in figure_cells(cells) if pngs(c)}
         if missing == "artifacts":
-            assert "python -m lab results" in notes, page.name
+            assert "python -m lab results" in notes or page.stem == "reference", page.name  # it draws no model
             assert drawn >= {label(c) for c in figure_cells(cells)} & TABLE_FIGURES, page.name
         else:
             assert not drawn and ("is missing" in notes or "No " in notes), page.name
