@@ -40,7 +40,7 @@ def artifacts_path(runs_table_path: Path) -> Path:
 
 
 def read_artifacts(path: Path) -> dict[str, np.ndarray]:
-    """Every array of an artifacts file, loaded without pickle."""
+    """Every array of an artifacts file, loaded with no pickle (object arrays are refused)."""
     with np.load(path, allow_pickle=False) as npz:
         return {k: npz[k] for k in npz.files}
 

@@ -582,7 +582,8 @@ def test_no_source_can_unpickle():
     assert len(sources) > 10
     hits = [f"{p.relative_to(paths.ROOT)}:{i}: {line.strip()}" for p in sources
             for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
-            if UNSAFE.search(line) and "no pickle" not in line and "never pickle" not in line]
+            if UNSAFE.search(line) and "no pickle" not in line and "never pickle" not in line
+            and "allow_pickle=False" not in line]  # numpy refuses object arrays then: plain numbers only
     assert hits == []
 
 

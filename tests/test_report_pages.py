@@ -160,7 +160,7 @@ def test_pages_run_on_a_fresh_set_of_small_real_runs(tiny_lab, data_root):
             headline = markdown(next(c for c in cells if label(c) == "tbl-headline"))
             assert "no run reached 99%" in headline
             tables = pd.concat([pd.read_csv(tiny_lab["results"] / f"{n}.csv")
-                                for n in ("cnn_hparams", "cnn_ablations")])
+                                for n in ("cnn_hparams", "cnn_ablations")], ignore_index=True)
             best = tables.loc[tables["val_accuracy"].idxmax() if "val_accuracy" in tables else
                               tables["test_accuracy"].idxmax()]
             assert f"{100 * best['test_accuracy']:.2f}%" in headline

@@ -138,6 +138,8 @@ def _obstacles(ax, points, lines, radius: float = 3) -> list[Bbox]:
     if points is not None and len(points):
         dots = _squares(ax.transData.transform(np.asarray(points, float)), radius * scale)
     for line in lines or []:
+        if len(line) < 2:  # a one-point "line" (a front of one run) is no segment to keep off
+            continue
         ends = ax.transData.transform(np.asarray(line, float))
         dots += _squares(np.concatenate([_along(a, b) for a, b in zip(ends[:-1], ends[1:])]), 3 * scale)
     return dots
