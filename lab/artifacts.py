@@ -23,6 +23,7 @@ import torch
 from lab.checkpoints import Checkpoint, CheckpointError, load_checkpoint
 from lab.config import DataConfig
 from lab.data import Split, random_affine
+from lab.results import best_classifier_run
 from lab.run_folder import write_atomic
 
 ARTIFACTS_SUFFIX = "_artifacts.npz"
@@ -60,13 +61,6 @@ def first_of_each(labels: torch.Tensor, digits: tuple[int, ...]) -> list[int]:
     return [int(np.flatnonzero(labels.numpy() == d)[0]) for d in digits if (labels == d).any()]
 
 
-def best_classifier_run(table: pd.DataFrame) -> str:
-    """The run id with the best validation accuracy (test where there is none); the faster one on a tie."""
-    on = "val_accuracy" if "val_accuracy" in table and table["val_accuracy"].notna().any() else "test_accuracy"
-    runs = table[table[on].notna()].drop_duplicates("run_id")
-    return str(runs.sort_values([on, "train_seconds"], ascending=[False, True]).iloc[0]["run_id"])
-
-
 def augmentation_settings(table: pd.DataFrame) -> dict[str, float]:
     """rotate/scale/translate of the table's augmented runs (the lab's defaults when it has none)."""
     if "data.augment" in table:
@@ -99,7 +93,7 @@ def classifier_artifacts(checkpoint: Checkpoint, test: Split, settings: dict[str
     copies = augment(test.images[shown], AUGMENT_DRAWS, settings)
     n = AUGMENT_ACCURACY_DIGITS
     moved = augment(test.images[:n], 1, settings)[:, 0]
-    clean_right = (probabilities(checkpoint, as_float(test.images[:n])).argmax(1) == labels[:n]).float().mean()
+    clean_right = (predicted[:n] == labels[:n]).float().mean()  # the first n of the test predictions above
     moved_right = (probabilities(checkpoint, moved).argmax(1) == labels[:n]).float().mean()
     return {
         "best_run": np.array(checkpoint.run_id), "trained_with_augment": np.array(checkpoint.config.data.augment),

@@ -89,13 +89,26 @@ def write_tables(sweep: Sweep, runs_dir: Path, results_dir: Path) -> tuple[pd.Da
     return table, runs_path
 
 
+def chosen_on(table: pd.DataFrame, metric: str) -> str:
+    """The column a choice is made on: val_<metric> where the runs held out a validation split, else test_<metric>
+    (tables made before the split). metric: "accuracy" or "mse"."""
+    val = f"val_{metric}"
+    return val if val in table and table[val].notna().any() else f"test_{metric}"
+
+
+def best_classifier_run(table: pd.DataFrame) -> str:
+    """The run id with the best validation accuracy (test where there is none); the faster one on a tie."""
+    on = chosen_on(table, "accuracy")
+    runs = table[table[on].notna()].drop_duplicates("run_id")
+    return str(runs.sort_values([on, "train_seconds"], ascending=[False, True]).iloc[0]["run_id"])
+
+
 def summary(table: pd.DataFrame) -> str:
     """One line on a sweep's best run: chosen on validation where the runs hold it out, its test number shown."""
     task = table["task"].iloc[0]
     metric = HEADLINE_METRIC[task]
-    val = metric.replace("test_", "val_", 1)
-    on = val if val in table and table[val].notna().any() else metric
+    on = chosen_on(table, metric.removeprefix("test_"))
     best = table.loc[table[on].idxmin() if LOWER_IS_BETTER[metric] else table[on].idxmax()]
-    text = f"best{' on validation' if on == val else ''}: {headline(task, best)} ({best['run_id']}, " \
+    text = f"best{' on validation' if on.startswith('val_') else ''}: {headline(task, best)} ({best['run_id']}, " \
            f"{best['label'] or 'base'}"
     return text + (f", {best['train_seconds']:.0f}s)" if task == "classifier" else ")")

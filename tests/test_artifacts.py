@@ -10,6 +10,7 @@ import torch
 
 from lab import artifacts as AR
 from lab.data import Split
+from lab.results import best_classifier_run
 
 
 def test_the_best_classifier_is_chosen_on_validation_then_on_time():
@@ -19,8 +20,8 @@ def test_the_best_classifier_is_chosen_on_validation_then_on_time():
         {"run_id": "tie_faster", "val_accuracy": 0.995, "test_accuracy": 0.989, "train_seconds": 20.0},
         {"run_id": "val_best", "val_accuracy": 0.995, "test_accuracy": 0.990, "train_seconds": 30.0},  # a repeat
     ])
-    assert AR.best_classifier_run(table) == "tie_faster"
-    assert AR.best_classifier_run(table.drop(columns="val_accuracy")) == "test_best"  # older tables: test
+    assert best_classifier_run(table) == "tie_faster"
+    assert best_classifier_run(table.drop(columns="val_accuracy")) == "test_best"  # older tables: test
 
 
 def test_augmentation_settings_come_from_the_augmented_runs():
@@ -86,7 +87,7 @@ def test_committed_artifacts_are_small_numeric_and_match_their_tables(path):
     table = pd.read_csv(path.with_name(path.name.replace(AR.ARTIFACTS_SUFFIX, ".csv")))
     if "best_run" in arrays:  # a classifier table: its best run, and that run's recorded test accuracy
         row = table.drop_duplicates("run_id").set_index("run_id").loc[str(arrays["best_run"])]
-        assert str(arrays["best_run"]) == AR.best_classifier_run(table)
+        assert str(arrays["best_run"]) == best_classifier_run(table)
         assert (arrays["predictions"] == arrays["labels"]).mean() == pytest.approx(row["test_accuracy"], abs=2e-4)
     else:
         assert set(arrays["runs"]) == set(table["run_id"])

@@ -13,6 +13,7 @@ import pandas as pd
 
 from lab import paths
 from lab.report import statistics as S
+from lab.results import best_classifier_run, chosen_on
 
 CLASSIFIER_SWEEPS = ("cnn_hparams", "cnn_ablations")
 AUTOENCODER_SWEEP = "autoencoder"
@@ -219,18 +220,10 @@ def best_accuracy(classifiers: pd.DataFrame) -> pd.Series:
     Tables made before the validation split have no validation numbers: there the choice falls back on test
     accuracy, and the row's `chosen_on` says so.
     """
-    runs = unique_runs(classifiers)
-    on = chosen_on(runs, "accuracy")
-    runs = runs[runs[on].notna()].sort_values([on, "train_seconds"], ascending=[False, True])
-    best = runs.iloc[0].copy()
-    best["chosen_on"] = on.split("_")[0]  # "val" or "test"
+    runs = unique_runs(classifiers).set_index("run_id", drop=False)
+    best = runs.loc[best_classifier_run(classifiers)].copy()  # the rule the report's artifacts were chosen by
+    best["chosen_on"] = chosen_on(runs, "accuracy").split("_")[0]  # "val" or "test"
     return best
-
-
-def chosen_on(runs: pd.DataFrame, metric: str) -> str:
-    """The column a choice is made on: val_<metric> where the runs held out a validation split, else test_<metric>."""
-    val = f"val_{metric}"
-    return val if val in runs and runs[val].notna().any() else f"test_{metric}"
 
 
 def fastest_to(classifiers: pd.DataFrame, target: float = TARGET_ACCURACY) -> pd.Series | None:

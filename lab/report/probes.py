@@ -16,7 +16,8 @@ import pandas as pd
 
 from lab import paths
 from lab.artifacts import ARTIFACTS_SUFFIX, AUGMENT_KEYS, read_artifacts
-from lab.report.analysis import Missing, callout, chosen_on, confusion, shown_path, unique_runs, value_label
+from lab.report.analysis import Missing, callout, confusion, shown_path, unique_runs, value_label
+from lab.results import chosen_on
 
 
 @dataclass
