@@ -35,30 +35,13 @@ def report(page: str, found: list[str]) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("check", P.CHECKS)
 @pytest.mark.parametrize("page", [p.stem for p in PAGES])
-def test_no_absolute_path_reaches_the_page(executed, page):
-    found = P.check_paths(executed[page])
-    assert not found, report(page, found)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("page", [p.stem for p in PAGES])
-def test_no_python_repr_traceback_or_error_reaches_the_page(executed, page):
-    found = P.check_reprs(executed[page]) + P.check_errors(executed[page])
-    assert not found, report(page, found)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("page", [p.stem for p in PAGES])
-def test_every_figure_is_one_labelled_captioned_image_or_a_note(executed, page):
-    found = P.check_figures(executed[page])
-    assert not found, report(page, found)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("page", [p.stem for p in PAGES])
-def test_every_table_is_labelled_captioned_and_readable(executed, page):
-    found = P.check_tables(executed[page])
+def test_every_page_passes_every_check(executed, page, check):
+    """paths: no absolute path reaches the page; reprs, errors: no Python repr, traceback or error; figures: every
+    figure is one labelled, captioned image (or, with its inputs missing, a note); tables: every table is labelled,
+    captioned and readable (lab/tools/pages.py, check_<name>)."""
+    found = getattr(P, f"check_{check}")(executed[page])
     assert not found, report(page, found)
 
 

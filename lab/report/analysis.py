@@ -106,11 +106,11 @@ def split_sentence(table: pd.DataFrame) -> str:
             "(final epoch, 10,000 test images).")
 
 
-def design_sentence(table: pd.DataFrame) -> str:
-    """An ablation sweep's design: its network and budget, groups, settings and the paired seeds behind each."""
+def design_sentence(table: pd.DataFrame, effects: pd.DataFrame) -> str:
+    """An ablation sweep's design (its table and ablation_effects): network and budget, groups, settings and the
+    paired seeds behind each."""
     runs = unique_runs(table)
     seeds = sorted(int(s) for s in runs["seed"].unique())
-    effects = ablation_effects(table)
     tested = effects[~effects["is_base"]]
     epochs = sorted(int(e) for e in runs["train.epochs"].unique())
     budget = " or ".join(map(str, epochs)) + f" epoch{'s' if epochs != [1] else ''}"
@@ -580,9 +580,9 @@ def group_sentence(effects: pd.DataFrame, metric: str, lower_is_better: bool, wh
             f"{change(worst)}" + (f"; the base is {base['setting']}." if base is not None else "."))
 
 
-def seed_noise_sentence(ablations: pd.DataFrame, metric: str = "test_accuracy") -> str:
-    """How far one seed moves the ablation base: the yardstick for single-seed differences elsewhere."""
-    effects = ablation_effects(ablations, metric)
+def seed_noise_sentence(effects: pd.DataFrame) -> str:
+    """How far one seed moves the ablation base (ablation_effects' rows): the yardstick for single-seed differences
+    elsewhere."""
     base = effects[effects["is_base"]].iloc[0]
     values = np.asarray(base["values"], dtype=float)
     return (f"Each run here is one seed. The ablations' base network, trained on {len(values)} seeds, varies by "

@@ -197,6 +197,15 @@ def shown(make: Callable[[], Any]) -> Any:
         return note(str(error))
 
 
+def drawn(make: Callable[[], Any]) -> Any:
+    """make(), or nothing when something it needs is not there: for figure cells, whose caption must not sit under a
+    note; a text cell of the page shows the note instead."""
+    try:
+        return make()
+    except Missing:
+        return None
+
+
 def note(text: str, title: str = "Not shown") -> Any:
     """A Quarto callout as IPython Markdown output."""
     from IPython.display import Markdown
