@@ -35,6 +35,14 @@ def check_executor_options(args: argparse.Namespace) -> None:
         raise ExecutorError(f"{ray_only[0]} is for --executor ray")
 
 
+def sweep_trackers(sweep, track: list[str] | None) -> tuple[str, ...]:
+    """The trackers a sweep's runs are copied into: --track when given, else the sweep file's track; all installed."""
+    from lab.tracking import check_trackers
+    if track is not None:
+        return check_trackers(track)
+    return check_trackers(sweep.track, f"{sweep.path}: track")
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     from lab.device import pick_device
     from lab.results import summary, write_tables
@@ -43,6 +51,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     check_executor_options(args)
     set_threads(args.threads)  # local only (check_executor_options refuses --threads with ray); before any data
     sweeps = load_sweeps(args.files, args.profile)  # every file validated before anything runs
+    tracks = {s.name: sweep_trackers(s, args.track) for s in sweeps}  # a missing tracker package fails here
     runs_dir = paths.runs_dir(args.runs_dir)
     results_dir = paths.results_dir(args.results_dir)
     datasets = datasets_for([r for s in sweeps for r in s.runs], paths.data_dir(args.data_dir))
@@ -50,12 +59,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.executor == "ray":
         from lab.ray_runner import run_on_ray
         failed = run_on_ray(sweeps, runs_dir, datasets, args.address, args.device, args.precision,
-                            args.cpus_per_run, args.gpus_per_run)
+                            args.cpus_per_run, args.gpus_per_run, tracks=tracks)
     else:
         device = pick_device(args.device)
     for sweep in sweeps:
         if args.executor == "local":
-            run_sweep(sweep, runs_dir, datasets, device, progress=not args.no_progress, precision=args.precision)
+            run_sweep(sweep, runs_dir, datasets, device, progress=not args.no_progress, precision=args.precision,
+                      track=tracks[sweep.name])
         written = write_tables(sweep, runs_dir, results_dir)
         if written:
             print(f"{sweep.name}: {summary(written[0])}\n  table: {written[1]}")
@@ -91,6 +101,7 @@ def add_sweep(sub: argparse._SubParsersAction) -> None:
 
 # ------------------------------------------------------------------------------------------------ train
 
+TRAIN_GROUP = "train"  # the tracked group (W&B group, MLflow experiment, TensorBoard folder) of single runs
 TRAIN_PRINTED = ("train_accuracy", "test_accuracy", "train_mse", "test_mse", "train_seconds", "parameters")
 
 
@@ -99,17 +110,22 @@ def cmd_train(args: argparse.Namespace) -> int:
     from lab.device import pick_device
     from lab.models import build_model
     from lab.runner import train_run
+    from lab.tracking import Tracking, check_trackers
     overrides = dict(parse_assignment(a) for a in args.assignments)
     cfg = apply_overrides(default_config(str(overrides.pop("task", "classifier"))), overrides)
     build_model(cfg)  # impossible shapes fail before data loading
+    track = check_trackers(args.track)
     set_threads(args.threads)
     dataset = load_dataset(cfg.data.dataset, paths.data_dir(args.data_dir))
     runs_dir = paths.runs_dir(args.runs_dir)
     print(f"run {run_id(cfg)} -> {runs_dir / run_id(cfg)}")
+    tracking = Tracking(track, runs_dir, TRAIN_GROUP) if track else None
     metrics = train_run(cfg, runs_dir, dataset, pick_device(args.device), progress=not args.no_progress,
-                        precision=args.precision)
+                        precision=args.precision, tracking=tracking)
     for key in (k for k in TRAIN_PRINTED if k in metrics):
         print(f"{key:>15}: {metrics[key]:.4f}" if isinstance(metrics[key], float) else f"{key:>15}: {metrics[key]}")
+    if tracking:
+        print(tracking.summary())
     return 0
 
 
@@ -181,10 +197,12 @@ def verify_folders(args: argparse.Namespace) -> list[Path]:
     from lab.checkpoints import CheckpointError
     if args.folders:
         return [Path(f) for f in args.folders]
+    from lab.run_folder import TRACKING_FOLDER
     runs_dir = paths.runs_dir(args.runs_dir)
     if not runs_dir.is_dir():
         raise CheckpointError(f"{runs_dir}: no such runs folder; train runs first or pass --runs-dir DIR")
-    folders = sorted(p for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    folders = sorted(p for p in runs_dir.iterdir()
+                     if p.is_dir() and not p.name.startswith(".") and p.name != TRACKING_FOLDER)
     print(f"verifying {len(folders)} run folders in {runs_dir}")
     return folders
 

@@ -6,7 +6,7 @@ Standard library only at import time, so `python -m lab --help` starts at once; 
 import argparse
 import tomllib
 
-from lab.config import PRECISIONS, ConfigError
+from lab.config import PRECISIONS, TRACKERS, ConfigError
 
 THREADS_HELP = "a run's numbers repeat exactly at the same thread count"
 
@@ -31,6 +31,10 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: cuda, else mps, else cpu)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (epoch lines still print)")
     add_precision(parser)
+    parser.add_argument("--track", nargs="+", choices=(*TRACKERS, "none"), metavar="TRACKER",
+                        help=f"also copy each run into experiment trackers as it trains: {', '.join(TRACKERS)} "
+                             "(several allowed; each an extra: pip install '.[tensorboard]'); none: no tracking, "
+                             "whatever a sweep file's track says. Written under <runs>/tracking/; see README")
 
 
 def add_precision(parser: argparse.ArgumentParser) -> None:

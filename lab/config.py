@@ -23,6 +23,8 @@ AE_ARCHS = ("conv", "pca")
 # how a run computes, not what it is: recorded in metrics.json, never hashed into the run id.
 # auto: bf16 autocast where the hardware computes bf16 natively (lab.device.bf16_pays), else fp32
 PRECISIONS = ("auto", "fp32", "bf16")
+# experiment trackers a run can be copied into (lab/tracking.py): how a run is watched, never part of its id
+TRACKERS = ("tensorboard", "wandb", "mlflow")
 TRAIN_IMAGES = 60_000
 
 

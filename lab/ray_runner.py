@@ -24,6 +24,7 @@ from lab.data import Dataset
 from lab.errors import LabError
 from lab.runner import done_line, pending_runs, train_run
 from lab.sweep import Resources, Sweep, SweepRun, check_resources
+from lab.tracking import Tracking
 
 INSTALL_HINT = "pip install '.[ray]'"
 MARKER_PREFIX = ".ray-driver-"  # a file the driver leaves in the runs dir: a task that cannot see it is on a node
@@ -67,8 +68,12 @@ def node_name() -> str:
 
 
 def train_task(cfg: RunConfig, expected_id: str, runs_dir: str, marker: str, dataset: Dataset, device: str | None,
-               precision: str, cpus: int, gpus: float) -> tuple[dict, str]:
-    """Train one run on a Ray worker into runs_dir/<run id>/ with `cpus` torch threads; (metrics, node name)."""
+               precision: str, cpus: int, gpus: float, track: tuple[str, ...] = (),
+               group: str = "") -> tuple[dict, str]:
+    """Train one run on a Ray worker into runs_dir/<run id>/ with `cpus` torch threads; (metrics, node name).
+
+    track: trackers the task copies its run into itself, grouped under the sweep's name (lab/tracking.py).
+    """
     node = node_name()
     if run_id(cfg) != expected_id:  # a different lab version on this node would write another run's folder
         raise RuntimeError(f"node {node}: its lab names this run {run_id(cfg)}, the driver's {expected_id}; "
@@ -82,7 +87,10 @@ def train_task(cfg: RunConfig, expected_id: str, runs_dir: str, marker: str, dat
     torch.set_num_threads(cpus)  # the thread count changes the last digits of a CPU run: make it the run's cpus
     device = torch.device(device or ("cuda" if gpus > 0 else "cpu"))  # Ray shows a task only the GPUs it was given
     # epoch lines reach the driver's terminal under Ray's "(train <run id> pid=...)" prefix; no progress bars
-    metrics = train_run(cfg, folder, dataset, device, progress=False, precision=precision)
+    tracking = Tracking(track, folder, group) if track else None
+    metrics = train_run(cfg, folder, dataset, device, progress=False, precision=precision, tracking=tracking)
+    if tracking:
+        print(f"{run_id(cfg)} {tracking.summary()}")
     return metrics, node
 
 
@@ -157,8 +165,11 @@ def check_fits(ray, jobs: list[Job], local: bool, log: Callable[[str], None]) ->
 
 def run_on_ray(sweeps: list[Sweep], runs_dir: Path, datasets: dict[str, Dataset], address: str | None = None,
                device: str | None = None, precision: str = "auto", cpus: int | None = None, gpus: float | None = None,
-               log: Callable[[str], None] = print) -> list[str]:
-    """Train the sweeps' unfinished runs as Ray tasks; returns the failed runs ("id: error"), [] when all trained."""
+               log: Callable[[str], None] = print, tracks: dict[str, tuple[str, ...]] | None = None) -> list[str]:
+    """Train the sweeps' unfinished runs as Ray tasks; returns the failed runs ("id: error"), [] when all trained.
+
+    tracks: the trackers of each sweep by name (default: none); each task logs its own run.
+    """
     runs_dir = Path(runs_dir).resolve()  # workers see the same absolute path, whatever their working directory
     jobs = plan(sweeps, runs_dir, cpus, gpus, log)
     if device and torch.device(device).type == "cuda" and any(j.resources.gpus == 0 for j in jobs):
@@ -173,7 +184,7 @@ def run_on_ray(sweeps: list[Sweep], runs_dir: Path, datasets: dict[str, Dataset]
         check_fits(ray, jobs, local=started_here and not address, log=log)
         runs_dir.mkdir(parents=True, exist_ok=True)
         marker.write_text(f"{node_name()}\n")
-        return _submit_and_wait(ray, jobs, runs_dir, marker.name, datasets, device, precision, log)
+        return _submit_and_wait(ray, jobs, runs_dir, marker.name, datasets, device, precision, log, tracks or {})
     finally:
         marker.unlink(missing_ok=True)
         if started_here:
@@ -181,7 +192,8 @@ def run_on_ray(sweeps: list[Sweep], runs_dir: Path, datasets: dict[str, Dataset]
 
 
 def _submit_and_wait(ray, jobs: list[Job], runs_dir: Path, marker: str, datasets: dict[str, Dataset],
-                     device: str | None, precision: str, log: Callable[[str], None]) -> list[str]:
+                     device: str | None, precision: str, log: Callable[[str], None],
+                     tracks: dict[str, tuple[str, ...]]) -> list[str]:
     """Submit every job, then log each as it finishes; Ctrl-C cancels what is still queued or running."""
     dataset_refs = {name: ray.put(datasets[name]) for name in sorted({j.run.config.data.dataset for j in jobs})}
     # no retries of a run whose code raised (it would raise again); a lost worker (killed, node gone) is retried
@@ -191,7 +203,7 @@ def _submit_and_wait(ray, jobs: list[Job], runs_dir: Path, marker: str, datasets
         ref = remote.options(num_cpus=job.resources.cpus, num_gpus=job.resources.gpus,
                              name=f"train {job.run.run_id}").remote(
             job.run.config, job.run.run_id, str(runs_dir), marker, dataset_refs[job.run.config.data.dataset],
-            device, precision, job.resources.cpus, job.resources.gpus)
+            device, precision, job.resources.cpus, job.resources.gpus, tracks.get(job.sweep.name, ()), job.sweep.name)
         pending[ref] = job
     totals = {s: sum(j.sweep.name == s for j in jobs) for s in {j.sweep.name for j in jobs}}
     counts = dict.fromkeys(totals, 0)

@@ -6,6 +6,7 @@
       history.json         one row per epoch
       metrics.json         final numbers and the environment; written last, so its presence means "done"
       resume.safetensors   only while a run trains: its state after the last finished epoch (lab/resume.py)
+    experiments/runs/tracking/   copies of the runs in TensorBoard, W&B or MLflow (lab/tracking.py); not a run
 """
 
 import json
@@ -19,6 +20,7 @@ from typing import Any
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "weights.safetensors"
 HISTORY_FILE, METRICS_FILE = "history.json", "metrics.json"
 RESUME_FILE = "resume.safetensors"
+TRACKING_FOLDER = "tracking"  # beside the run folders: what `--track` writes (lab/tracking.py)
 RUN_FILES = (CONFIG_FILE, WEIGHTS_FILE, HISTORY_FILE, METRICS_FILE)  # what a finished run folder holds
 # write_atomic's temp files: "." + the file's name + "." + mkstemp's 8 random characters + ".tmp"
 TEMP_FILE_PATTERN = re.compile(r"^\.(.+)\.[a-z0-9_]{8}\.tmp$")

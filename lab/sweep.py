@@ -13,11 +13,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lab.config import TASKS, ConfigError, RunConfig, apply_overrides, default_config, flatten, run_id, to_dict
+from lab.config import (
+    TASKS,
+    TRACKERS,
+    ConfigError,
+    RunConfig,
+    apply_overrides,
+    default_config,
+    flatten,
+    run_id,
+    to_dict,
+)
 from lab.errors import LabError
 
-SWEEP_KEYS = {"name", "task", "description", "base", "grid", "profiles", "resources"}
-PROFILE_KEYS = {"description", "base", "grid", "resources"}
+SWEEP_KEYS = {"name", "task", "description", "base", "grid", "profiles", "resources", "track"}
+PROFILE_KEYS = {"description", "base", "grid", "resources", "track"}
 RESOURCE_KEYS = ("cpus", "gpus")
 DEFAULT_PROFILE = "default"
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
@@ -91,6 +101,7 @@ class Sweep:
     profiles: tuple[str, ...]
     runs: tuple[SweepRun, ...]
     resources: Resources = Resources()  # per run, for the Ray executor; the chosen profile's, else the file's
+    track: tuple[str, ...] = ()  # trackers each run is copied into (lab/tracking.py) unless --track says otherwise
 
     def unique_runs(self) -> list[SweepRun]:
         """Each distinct config once (one config may stand in several groups)."""
@@ -204,11 +215,24 @@ def _check_top(doc: dict, fail: Callable[[str], SweepError]) -> tuple[str, str, 
     return name, task, description, flat_base, profiles
 
 
+def _track(value: Any, where: str, inherited: tuple[str, ...], fail: Callable[[str], SweepError]) -> tuple[str, ...]:
+    """A track = ["tensorboard", ...] list (names checked, not whether they are installed); inherited when absent."""
+    if value is None:
+        return inherited
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise fail(f"{where}: expected a list of tracker names, e.g. {where} = [\"tensorboard\"], got {value!r}")
+    unknown = [v for v in value if v not in TRACKERS]
+    if unknown:
+        raise fail(f"{where}: unknown tracker {unknown[0]!r} (known: {', '.join(TRACKERS)})")
+    return tuple(dict.fromkeys(value))
+
+
 def _expand_profiles(path: Path, doc: dict, task: str, flat_base: dict, profiles: dict,
-                     fail: Callable[[str], SweepError]) -> tuple[dict[str, list[SweepRun]], dict[str, Resources]]:
-    """Every profile's runs and resources: the default from the top level, the others on top of it."""
+                     fail: Callable[[str], SweepError]) -> tuple[dict[str, list[SweepRun]], dict[str, tuple]]:
+    """Every profile's runs, resources and trackers: the default from the top level, the others on top of it."""
     expanded = {DEFAULT_PROFILE: _expand(path, task, flat_base, doc.get("grid"), "grid", "base")}
-    resources = {DEFAULT_PROFILE: _resources(doc.get("resources"), "resources", Resources(), fail)}
+    resources = {DEFAULT_PROFILE: (_resources(doc.get("resources"), "resources", Resources(), fail),
+                                   _track(doc.get("track"), "track", (), fail))}
     for pname, prof in profiles.items():
         where = f"profiles.{pname}"
         if not NAME_PATTERN.match(pname):
@@ -221,7 +245,9 @@ def _expand_profiles(path: Path, doc: dict, task: str, flat_base: dict, profiles
         prof_base = flat_base | flatten(prof.get("base", {}))
         expanded[pname] = _expand(path, task, prof_base, prof.get("grid", doc.get("grid")), f"{where}.grid",
                                   f"{where}.base")
-        resources[pname] = _resources(prof.get("resources"), f"{where}.resources", resources[DEFAULT_PROFILE], fail)
+        resources[pname] = (
+            _resources(prof.get("resources"), f"{where}.resources", resources[DEFAULT_PROFILE][0], fail),
+            _track(prof.get("track"), f"{where}.track", resources[DEFAULT_PROFILE][1], fail))
     return expanded, resources
 
 
@@ -238,7 +264,7 @@ def load_sweep(path: str | Path, profile: str = DEFAULT_PROFILE) -> Sweep:
     if profile not in expanded:
         raise fail(f"no profile {profile!r} (this file has: {', '.join(expanded)})")
     return Sweep(name, task, description, path, profile, tuple(expanded), tuple(expanded[profile]),
-                 resources[profile])
+                 *resources[profile])
 
 
 def load_sweeps(paths: list[str | Path], profile: str = DEFAULT_PROFILE) -> list[Sweep]:

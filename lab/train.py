@@ -30,6 +30,7 @@ from lab.models import build_model, count_parameters
 from lab.resume import Progress, TrainingParts, resume, save_resume
 from lab.run_folder import RESUME_FILE
 
+EpochHook = Callable[[dict], None]  # sees each epoch's history row: the one way out of the loop (lab/tracking.py)
 EVAL_BATCH = 256  # images per evaluation step: small enough to stay in cache on a CPU (1024 is 2x slower here)
 
 
@@ -214,9 +215,11 @@ def train_epoch(setup: Setup, optimizer: torch.optim.Optimizer, scheduler, per_b
 
 
 def train_epochs(setup: Setup, started: float, progress: bool = True, log: Callable[[str], None] = print,
-                 folder: Path | str | None = None) -> tuple[list[dict], float, float]:
+                 folder: Path | str | None = None,
+                 on_epoch: EpochHook | None = None) -> tuple[list[dict], float, float]:
     """Every epoch, resuming from folder's epoch checkpoint when there is one and saving one after each epoch.
 
+    on_epoch(row) sees every epoch's history row once it is saved, the rows a resumed run restores included.
     Returns (history, training seconds, the start time with the seconds before an interruption counted in).
     """
     cfg = setup.cfg
@@ -234,6 +237,8 @@ def train_epochs(setup: Setup, started: float, progress: bool = True, log: Calla
         started -= done.elapsed_seconds  # total_seconds counts the time before the interruption too
         log(f"  resuming {run_id(cfg)} from epoch {done.epoch}/{cfg.train.epochs} "
             f"(saved {done.saved_at[11:19]} UTC)")  # HH:MM:SS of the ISO time
+    for row in history if on_epoch else ():
+        on_epoch(row)  # a tracker that missed these epochs (killed before it logged) catches up
     for epoch in range(len(history) + 1, cfg.train.epochs + 1):
         row = train_epoch(setup, optimizer, scheduler, per_batch, epoch, progress)
         train_seconds += row["epoch_seconds"]
@@ -241,6 +246,8 @@ def train_epochs(setup: Setup, started: float, progress: bool = True, log: Calla
         if resume_path:  # saved before the log line: a run stopped after that line resumes after this epoch
             save_resume(resume_path, run_id(cfg), precision, parts,
                         Progress(epoch, history, train_seconds, time.perf_counter() - started))
+        if on_epoch:
+            on_epoch(row)
         numbers = "  ".join(f"{k} {v:.4f}" for k, v in row.items() if k.startswith(("train_", "val_", "test_")))
         log(f"  epoch {epoch}/{cfg.train.epochs}  {numbers}  {row['epoch_seconds']:.1f}s")
     return history, train_seconds, started
@@ -263,18 +270,23 @@ def final_metrics(setup: Setup, history: list[dict], train_seconds: float, start
 
 
 def fit(cfg: RunConfig, dataset: Dataset, device: torch.device | str = "cpu", progress: bool = True,
-        log: Callable[[str], None] = print, precision: str = "auto", folder: Path | str | None = None) -> FitResult:
+        log: Callable[[str], None] = print, precision: str = "auto", folder: Path | str | None = None,
+        on_epoch: EpochHook | None = None) -> FitResult:
     """Train the model a run config describes on a dataset, evaluating on its test split after every epoch.
 
     precision: "auto" (bf16 autocast where it pays), "bf16" or "fp32"; weights, optimiser state and losses stay fp32.
     folder: where to save the training state after every epoch (folder/RESUME_FILE) and resume from it when it is
     there, with the same result as an uninterrupted run; None: no epoch checkpoints.
+    on_epoch: called with each epoch's history row (experiment tracking, lab/tracking.py); it must not touch the
+    model, and nothing it does changes the run's numbers.
     """
     setup = prepare(cfg, dataset, device, precision)
     started = time.perf_counter()
     if setup.pca:
         history, train_seconds = fit_pca(setup)
+        if on_epoch:
+            on_epoch(history[0])
     else:
-        history, train_seconds, started = train_epochs(setup, started, progress, log, folder)
+        history, train_seconds, started = train_epochs(setup, started, progress, log, folder, on_epoch)
     metrics = final_metrics(setup, history, train_seconds, started)
     return FitResult(setup.model.to(memory_format=torch.contiguous_format), metrics, history)

@@ -120,7 +120,9 @@ def test_quick_benchmark_writes_every_section(data_root, tmp_path):
     summary, trials, environment = benchmark.load_results(out)
     assert list(summary.columns) == benchmark.SUMMARY_COLUMNS
     assert set(summary["section"]) == {"accuracy", "baseline", "ratio", "throughput", "latency", "load",
-                                       "experiments"}
+                                       "experiments", "tracking"}
+    tracking = summary[summary["section"] == "tracking"]
+    assert set(tracking["name"]) == {"tensorboard", "wandb", "mlflow"} and (tracking["value"] > 0).all()
     measures = set(summary["measure"])
     assert {"train_seconds_to_99", "process_seconds_to_99", "train_images_per_s", "infer_images_per_s",
             "peak_memory_mb", "wall_seconds"} <= measures

@@ -107,6 +107,18 @@ def test_ray_sweep_equals_local_sweep(sweep_files, tmp_path, data_root, ray_inst
 
 
 @pytest.mark.slow
+def test_on_ray_each_task_tracks_its_own_run(sweep_files, tmp_path, data_root, ray_instance, capsys):
+    from tracker_readers import read_tensorboard
+    assert _sweep(sweep_files[:1], tmp_path, data_root, "--executor", "ray", "--track", "tensorboard") == 0
+    assert "warning" not in capsys.readouterr().out
+    for run in load_sweep(sweep_files[0]).unique_runs():
+        history = json.loads((tmp_path / "runs" / run.run_id / "history.json").read_text())
+        got = read_tensorboard(tmp_path / "runs", "ray_cls", run.run_id)
+        assert got["epochs"]["test_accuracy"] == [(r["epoch"], pytest.approx(r["test_accuracy"])) for r in history]
+        assert got["images"] == ["test_mistakes"]
+
+
+@pytest.mark.slow
 def test_a_failed_run_is_reported_and_the_others_finish(tmp_path, data_root, ray_instance, capsys):
     path = tmp_path / "ray_cls.toml"
     path.write_text(CLASSIFIERS)

@@ -1,5 +1,6 @@
 """The benchmark: time to 99% test accuracy (ours against the pytorch/examples MNIST tutorial), throughput and
-peak memory per preset, the demo's classify latency, the demo app under load, and the default sweeps' wall time.
+peak memory per preset, the demo's classify latency, the demo app under load, the default sweeps' wall time, and
+what experiment tracking costs.
 
     python -m lab.tools.bench [--quick] [--out PATH] [--seeds N] [--experiments] [--device D]
 
@@ -47,7 +48,10 @@ BASELINE_BATCH, BASELINE_TEST_BATCH, BASELINE_LR, BASELINE_GAMMA = 64, 1000, 1.0
 SWEEP_FILES = paths.EXPERIMENT_SWEEPS  # what `make experiments` runs, in its order
 # TARGET_ACCURACY (99%) is the report's, lab.report.analysis's; the functions import it when they run, as analysis
 # loads pandas and each child's process_seconds counts its imports.
-SECTIONS = ("accuracy", "baseline", "throughput", "latency", "load", "experiments")
+SECTIONS = ("accuracy", "baseline", "throughput", "latency", "load", "experiments", "tracking")
+# What tracking costs (python -m lab sweep --track): the fastest config for 2 epochs, once per installed tracker.
+TRACKING_RUN = FASTEST | {"train.epochs": 2}
+TRACKING_QUICK_IMAGES = 10_000  # --quick trains on the first 10,000 images
 
 
 # ---------------------------------------------------------------------------------------------- environment
@@ -537,6 +541,49 @@ def bench_experiments(run: bool, device: torch.device, data_dir: Path, log, prec
 
 # ---------------------------------------------------------------------------------------------- output
 
+def bench_tracking(device: torch.device, data_dir: Path, quick: bool, precision: str, log) -> list[dict]:
+    """Item 7: what copying a run into each installed tracker costs, per epoch and per run, beside an epoch's time.
+
+    W&B runs offline here (WANDB_MODE=offline, whatever the environment says): a benchmark never uploads.
+    """
+    import importlib.util
+
+    from lab.config import TRACKERS, apply_overrides, default_config
+    from lab.data import load_dataset
+    from lab.runner import train_run
+    from lab.tracking import Tracking
+
+    section, rows = "tracking", []
+    dataset = load_dataset("mnist", data_dir)
+    installed = [name for name in TRACKERS if importlib.util.find_spec(name)]
+    saved = os.environ.get("WANDB_MODE")
+    os.environ["WANDB_MODE"] = "offline"
+    try:
+        for seed, name in enumerate(installed):
+            cfg = apply_overrides(default_config(), TRACKING_RUN | {"seed": seed} |
+                                  ({"data.train_limit": TRACKING_QUICK_IMAGES} if quick else {}))
+            with tempfile.TemporaryDirectory() as tmp:
+                tracking = Tracking((name,), Path(tmp), "bench", log)
+                metrics = train_run(cfg, Path(tmp), dataset, device, progress=False, log=lambda _: None,
+                                    precision=precision, tracking=tracking)
+            epoch = metrics["train_seconds"] / metrics["epochs"]
+            per_epoch = tracking.seconds["epoch"][name] / max(tracking.epochs, 1)
+            rows += [
+                _row(section, name, "seconds_per_epoch", per_epoch, "s", n=tracking.epochs,
+                     note=f"copying an epoch's row; {per_epoch / epoch:.2%} of the {epoch:.1f} s the epoch trained"),
+                _row(section, name, "seconds_per_run", tracking.seconds["run"][name], "s", n=1,
+                     note="opening the tracked run, the final metrics and picture, closing"),
+                _row(section, name, "picture_seconds", tracking.picture_seconds, "s", n=1,
+                     note="drawing the end picture from the run folder, once per run whichever trackers"),
+            ]
+            log(f"  {name}: {per_epoch * 1000:.1f} ms per epoch ({per_epoch / epoch:.2%} of an epoch), "
+                f"{tracking.seconds['run'][name]:.2f} s per run, picture {tracking.picture_seconds:.2f} s")
+    finally:
+        os.environ.pop("WANDB_MODE") if saved is None else os.environ.__setitem__("WANDB_MODE", saved)
+    return rows or [_row(section, "no tracker", "seconds_per_epoch", float("nan"), "s",
+                         note="skipped: no tracker installed (pip install '.[tensorboard]')")]
+
+
 def keep_other_sections(out: Path, rows: list[dict], trials: list[dict], sections: list[str],
                         env: dict) -> tuple[list[dict], list[dict]]:
     """Rows and trials of the sections not run now, kept from the files at out (a partial run replaces only its own)."""
@@ -688,6 +735,9 @@ def run_sections(s: Settings, log) -> tuple[list[dict], list[dict]]:
     if "experiments" in s.sections:
         log("6. default make experiments profile, per sweep" + (" (training it now)" if s.experiments else ""))
         rows += bench_experiments(s.experiments, s.device, s.data_dir, log, s.precision)
+    if "tracking" in s.sections:
+        log("7. experiment tracking: seconds per epoch and per run of each installed tracker")
+        rows += bench_tracking(s.device, s.data_dir, s.quick, s.precision, log)
     return rows, trials
 
 
