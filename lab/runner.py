@@ -54,7 +54,7 @@ def train_run(cfg: RunConfig, runs_dir: Path, dataset: Dataset, device: torch.de
                      on_epoch=tracking.epoch if tracking else None)
     except BaseException:
         if tracking:
-            tracking.close()  # flush what was logged; the resumed run continues the same tracked run
+            tracking.close(finished=False)  # flush what was logged; the resumed run continues the same tracked run
         raise
     state = {k: v.detach().cpu().contiguous() for k, v in result.model.state_dict().items()}
     write_atomic(folder / WEIGHTS_FILE, lambda p: save_file(state, str(p), metadata={"run_id": run_id(cfg)}))

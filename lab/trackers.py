@@ -1,7 +1,7 @@
 """The three tracker adapters lab/tracking.py drives: TensorBoard, MLflow, Weights & Biases.
 
 Each imports its package when a run opens (never at import), and offers the same calls: log_epoch(row),
-log_final(metrics), log_image(tag, image, caption, step), close(); and last_epoch where the tracker itself knows
+log_final(metrics), log_image(tag, image, caption, step), close(finished); and last_epoch where the tracker itself knows
 which epochs it holds better than lab/tracking.py's ledger does. Metric names are the run folder's own
 (train_loss, val_accuracy, test_mse, lr, epoch_seconds) at step = epoch; the final metrics are "final/<name>".
 """
@@ -88,7 +88,7 @@ class TensorBoardTracker:
         self.writer.add_text(f"{tag}_caption", caption, step)
         self.writer.flush()
 
-    def close(self) -> None:
+    def close(self, finished: bool = True) -> None:
         self.writer.close()
 
 
@@ -147,8 +147,8 @@ class MLflowTracker:
         self.client.log_image(self.id, image, artifact_file=f"{tag}.png")
         self.client.set_tag(self.id, f"{tag}_caption", caption)
 
-    def close(self) -> None:
-        self.client.set_terminated(self.id, status="FINISHED")
+    def close(self, finished: bool = True) -> None:
+        self.client.set_terminated(self.id, status="FINISHED" if finished else "KILLED")  # a resume sets RUNNING
 
 
 # ------------------------------------------------------------------------------------------------ W&B
@@ -216,8 +216,8 @@ class WandbTracker:
     def log_image(self, tag: str, image, caption: str, step: int) -> None:
         self.run.log({tag: self.wandb.Image(image, caption=caption)}, step=step)
 
-    def close(self) -> None:
-        self.run.finish()
+    def close(self, finished: bool = True) -> None:
+        self.run.finish(exit_code=0 if finished else 1)  # a resume continues the run either way
 
 
 FACTORIES = {"tensorboard": TensorBoardTracker, "mlflow": MLflowTracker, "wandb": WandbTracker}

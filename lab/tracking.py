@@ -97,7 +97,7 @@ class Tracking:
                      f"{name} is off for the rest of this sweep, which goes on (the run folders hold everything)")
             if tracker is not None:
                 try:
-                    tracker.close()
+                    tracker.close(False)
                 except Exception:
                     pass
             return False
@@ -126,10 +126,14 @@ class Tracking:
         """
         lacking = {n: t for n, t in self.open.items() if self.ledger.get(n, 0) < row["epoch"]}
         for name, tracker in lacking.items():
-            if self._guarded(name, lambda tracker=tracker: tracker.log_epoch(row), "epoch"):
-                self.ledger[name] = row["epoch"]
-                write_json(self._ledger_path(), self.ledger)  # after the tracker flushed: a kill loses no epoch
+            self._guarded(name, lambda name=name, tracker=tracker: self._copy(name, tracker, row), "epoch")
         self.epochs += bool(lacking)
+
+    def _copy(self, name: str, tracker, row: dict) -> None:
+        """Log one row, then record it in the ledger: after the tracker flushed, so a kill loses no epoch."""
+        tracker.log_epoch(row)
+        self.ledger[name] = row["epoch"]
+        write_json(self._ledger_path(), self.ledger)
 
     def finish(self, metrics: dict, folder: Path, test) -> None:
         """Copy the final metrics, the environment and the end picture, then close every tracker's run."""
@@ -143,10 +147,10 @@ class Tracking:
                 self._guarded(name, lambda tracker=tracker: tracker.log_image(*picture, metrics["epochs"]))
         self.close()
 
-    def close(self) -> None:
-        """Close every open tracker (after an interruption too: what was logged is flushed)."""
+    def close(self, finished: bool = True) -> None:
+        """Close every open tracker; finished=False after an interruption or a failed run (what was logged stays)."""
         for name, tracker in list(self.open.items()):
-            self._guarded(name, tracker.close)
+            self._guarded(name, lambda tracker=tracker: tracker.close(finished))
         self.open = {}
 
     def _picture(self, folder: Path, test) -> tuple[str, np.ndarray, str] | None:

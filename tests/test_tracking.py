@@ -52,8 +52,8 @@ class Recorder:
     def log_image(self, tag, image, caption, step):
         self.calls.append(("image", tag, step))
 
-    def close(self):
-        self.calls.append(("close",))
+    def close(self, finished=True):
+        self.calls.append(("close", finished))
 
 
 class Raising:
