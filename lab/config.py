@@ -51,6 +51,7 @@ class DataConfig:
     rotate: float = 10.0  # degrees, uniform in [-rotate, rotate]
     scale: float = 0.1  # zoom uniform in [1 - scale, 1 + scale]
     translate: float = 0.1  # shift uniform in [-translate, translate] of the image size
+    strokes: float = 0.0  # share of each training batch redrawn along the digits' skeletons with a round brush
 
     def __post_init__(self) -> None:
         _one_of("data.dataset", self.dataset, DATASETS)
@@ -61,6 +62,7 @@ class DataConfig:
         _check("data.rotate", 0 <= self.rotate <= 180, "must be in [0, 180] degrees")
         _check("data.scale", 0 <= self.scale < 1, "must be in [0, 1)")
         _check("data.translate", 0 <= self.translate <= 0.5, "must be in [0, 0.5]")
+        _check("data.strokes", 0 <= self.strokes <= 1, "must be in [0, 1]: a share of each batch")
 
 
 @dataclass(frozen=True)
@@ -270,7 +272,7 @@ def from_dict(d: dict) -> RunConfig:
 
 # fields added after runs were trained: at these values they stay out of the hashed text, so every earlier run keeps
 # its id (and its folder) and a config that does not use the new field is the same run it always was
-LATER_FIELDS = {("data", "val_size"): 0}
+LATER_FIELDS = {("data", "val_size"): 0, ("data", "strokes"): 0.0}
 
 
 def canonical_json(cfg: RunConfig) -> str:

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from lab.errors import LabError
+from lab.strokes import brush_digits, skeletons
 
 # (torchvision class name, folder torchvision uses, mean and std of the training pixels in [0, 1])
 DATASET_INFO = {
@@ -231,6 +232,19 @@ def random_affine(x: torch.Tensor, generator: torch.Generator, rotate: float, sc
     theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
     grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)  # (B, H, W, 2)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def stroke_augment(x: torch.Tensor, images: torch.Tensor, generator: torch.Generator, share: float) -> torch.Tensor:
+    """The batch x (B, 1, 28, 28) in [0, 1] with about share of its digits redrawn along their skeletons with a round
+    brush of random width (lab.strokes.brush_digits), as a mouse draws; images (B, 28, 28) uint8 are the digits."""
+    picked = torch.rand(len(images), generator=generator, device=generator.device).to(images.device) < share
+    if not picked.any():
+        return x
+    drawn = brush_digits(skeletons(images[picked].cpu()), generator).to(x.device, x.dtype)  # (b, 1, 28, 28)
+    empty = drawn.flatten(1).amax(1) == 0  # a skeleton too small to draw (a dot): keep the digit as it was
+    x = x.clone()
+    x[picked] = torch.where(empty.view(-1, 1, 1, 1), x[picked], drawn)
+    return x
 
 
 def shuffled_batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:

@@ -22,6 +22,7 @@ from lab.data import (
     ordered_batches,
     random_affine,
     shuffled_batches,
+    stroke_augment,
     to_float,
     train_val_split,
 )
@@ -72,6 +73,8 @@ class Batcher:
     def __call__(self, images: torch.Tensor, augment: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """(model input, [0, 1] target image) for a (B, 28, 28) uint8 batch."""
         x = to_float(images)  # (B, 1, 28, 28)
+        if augment and self.data.strokes:  # some digits drawn again as a mouse draws, before the affine moves them
+            x = stroke_augment(x, images, self.generator, self.data.strokes)
         if augment and self.data.augment:
             x = random_affine(x, self.generator, self.data.rotate, self.data.scale, self.data.translate)
         target = x

@@ -1,5 +1,6 @@
 import json
 
+import pandas as pd
 import pytest
 
 from lab import paths
@@ -115,12 +116,40 @@ def test_model_type_must_match_task():
 
 
 def test_runs_trained_before_the_validation_split_keep_their_ids():
-    """A field added later stays out of the hash at its neutral value: the shipped run folders keep their names."""
-    shipped = sorted(paths.demo_checkpoints().iterdir())
+    """A field added later stays out of the hash at its neutral value: the shipped run folders keep their names, and
+    their config.json holds exactly the canonical form (a later field only where it is not neutral)."""
+    shipped = sorted(p for p in paths.demo_checkpoints().iterdir() if p.is_dir())
     assert shipped
     for folder in shipped:
         config = json.loads((folder / "config.json").read_text())
-        assert "val_size" not in config["data"] and run_id(from_dict(config)) == folder.name
+        assert json.loads(canonical_json(from_dict(config))) == config and run_id(from_dict(config)) == folder.name
     held_out = apply_overrides(default_config(), {"data.val_size": 5000})
     assert run_id(held_out) != run_id(default_config())
     assert from_dict(json.loads(canonical_json(held_out))) == held_out
+
+
+def _row_config(row: dict) -> RunConfig:
+    """The config of a committed results-table row: its task, seed and data/model/train columns."""
+    keys = {k: v for k, v in row.items() if k.startswith(("data.", "model.", "train.")) and not pd.isna(v)}
+    values = {k: json.loads(v) if isinstance(v, str) and v.startswith("[") else v for k, v in keys.items()}
+    values = {k: v.item() if hasattr(v, "item") else v for k, v in values.items()}  # numpy -> Python scalars
+    return apply_overrides(default_config(row["task"]), values | {"seed": int(row["seed"])})
+
+
+def test_the_stroke_augmentation_leaves_every_committed_run_id_as_it_was():
+    """data.strokes came later: at 0 it stays out of the hash, so each committed table's run ids still come out."""
+    tables = sorted((paths.EXPERIMENTS_DIR / "results").glob("*.csv"))  # the committed ones, not LAB_RESULTS_DIR
+    checked = 0
+    for table in tables:
+        frame = pd.read_csv(table)
+        if "run_id" not in frame or "data.dataset" not in frame:
+            continue
+        for row in frame.to_dict("records"):
+            cfg = _row_config(row)
+            assert cfg.data.strokes == 0 and run_id(cfg) == row["run_id"], (table.name, row["run_id"])
+            checked += 1
+    assert checked >= 100
+    brushed = apply_overrides(default_config(), {"data.strokes": 0.5})
+    assert run_id(brushed) != run_id(default_config())
+    assert from_dict(json.loads(canonical_json(brushed))) == brushed
+    assert "strokes" not in canonical_json(default_config())

@@ -3,7 +3,15 @@ import torch
 import torchvision
 
 from lab.__main__ import main
-from lab.data import DataError, load_dataset, ordered_batches, random_affine, shuffled_batches, to_float
+from lab.data import (
+    DataError,
+    load_dataset,
+    ordered_batches,
+    random_affine,
+    shuffled_batches,
+    stroke_augment,
+    to_float,
+)
 
 
 def test_random_affine_with_no_range_is_the_identity():
@@ -23,6 +31,21 @@ def test_random_affine_moves_each_image_its_own_way_and_is_seeded():
     assert len(distinct) == 64
     ink = a.sum(dim=(1, 2, 3))
     assert (ink > 0.6 * 64).all() and (ink < 1.4 * 64).all()  # zoom +-10% keeps the area within ~+-21%
+
+
+def test_stroke_augment_redraws_its_share_of_a_batch_and_is_seeded(mnist):
+    images = mnist.train.images[:128]
+    x = to_float(images)
+    generator = torch.Generator().manual_seed(0)
+    assert stroke_augment(x, images, generator, share=0.0) is x
+    a = stroke_augment(x, images, torch.Generator().manual_seed(1), share=0.5)
+    b = stroke_augment(x, images, torch.Generator().manual_seed(1), share=0.5)
+    assert torch.equal(a, b) and a.shape == x.shape and 0 <= a.min() and a.max() <= 1
+    redrawn = (a != x).flatten(1).any(1)
+    assert 0.3 < redrawn.float().mean() < 0.7  # about half of the batch
+    assert torch.equal(a[~redrawn], x[~redrawn])
+    whole = stroke_augment(x, images, torch.Generator().manual_seed(1), share=1.0)
+    assert (whole != x).flatten(1).any(1).all()
 
 
 def test_shuffled_batches_cover_every_index_once():

@@ -1,10 +1,13 @@
 """MNIST test digits redrawn as a user draws them on the demo's canvas, and the demo's accuracy on them.
 
 A user draws black on white on the demo's canvas (280 px a side), off-centre, larger or smaller than MNIST's 20 px
-box, with a thicker or thinner pen. redraw_digits makes such canvases from real digits (a batch at a time, with
-torch ops); canvas_accuracy runs them through the demo's own classify path (canvas_to_mnist, then the classifier).
+box, with a thicker or thinner pen. Two redraws make such canvases from real digits (a batch at a time, with torch
+ops): redraw_digits ("pen") thickens or thins the digit's own strokes; brush_redraw ("brush") draws the digit's
+skeleton again with a round brush of one width, tilted, as a mouse draws. canvas_accuracy runs them through the
+demo's own classify path (canvas_to_mnist, then the classifier).
 """
 
+import math
 import time
 
 import torch
@@ -12,12 +15,16 @@ import torch.nn.functional as F
 
 from lab.demo.canvas import CANVAS_SIDE, canvas_to_mnist
 from lab.stats import latency_ms
+from lab.strokes import draw_strokes, extent, skeletons, stroke_points
 
 UPSCALE = 4  # strokes are thickened or thinned at 4x MNIST's resolution (112 px), so a step is 1/4 pixel
 THRESHOLDS = (0.2, 0.5)  # binarisation level of the upscaled digit: lower -> thicker strokes
 PEN_STEPS = (-1, 3)  # erode (negative) or dilate (positive) by this many 112-px pixels, uniform over the range
 DIGIT_SIDE = (0.3, 0.9)  # the drawn digit's longer side as a share of the canvas (84-252 px)
 MARGIN = 0.04  # keep the drawing this far (share of the half canvas) inside the edges
+BRUSH_WIDTHS = (12.0, 24.0)  # brush widths in canvas pixels, uniform: the demo's brush is 18 px (radius 9)
+TILT = 10.0  # degrees, uniform in [-TILT, TILT]: how far a drawing leans beyond the digit's own slant
+LOCAL = 64  # each brushed digit is drawn in a square of 64 px, then scaled onto the canvas (0.3 MNIST px per px)
 
 
 def _morph(x: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
@@ -73,16 +80,60 @@ def redraw_digits(images: torch.Tensor, generator: torch.Generator, side: int = 
     return ((1 - ink.clamp(0, 1)) * 255).round().to(torch.uint8)  # (N, side, side), black on white
 
 
+def _tilt(points: torch.Tensor, index: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
+    """Points (M, 2) as (y, x) turned by angle[index] (radians) about the origin."""
+    cos, sin = torch.cos(angle)[index], torch.sin(angle)[index]
+    return torch.stack([cos * points[:, 0] - sin * points[:, 1], sin * points[:, 0] + cos * points[:, 1]], 1)
+
+
+def brush_redraw(images: torch.Tensor, generator: torch.Generator, side: int = CANVAS_SIDE) -> torch.Tensor:
+    """MNIST digits (N, 28, 28) uint8 -> canvases (N, side, side) uint8, each digit's skeleton drawn with a round
+    brush of one width (BRUSH_WIDTHS), tilted (TILT), sized (DIGIT_SIDE) and placed at random, black on white."""
+    n = images.shape[0]
+    rand = torch.rand(n, 5, generator=generator)
+    width = BRUSH_WIDTHS[0] + rand[:, 0] * (BRUSH_WIDTHS[1] - BRUSH_WIDTHS[0])  # (N,) canvas px
+    longer = (DIGIT_SIDE[0] + rand[:, 1] * (DIGIT_SIDE[1] - DIGIT_SIDE[0])) * side  # the drawing's longer side, px
+    angle = (rand[:, 2] * 2 - 1) * math.radians(TILT)
+    index, points = stroke_points(skeletons(images))  # (M,), (M, 2) in MNIST px
+    points = _tilt(points, index, angle)
+    low, high = extent(index, points, n)  # (N, 2) each
+    zoom = (longer - width) / (high - low).amax(1).clamp(min=1.0)  # canvas px per MNIST px; the brush adds a width
+    # draw each in a LOCAL-px square of side span canvas px centred on its bounding box
+    span = longer + 2.0
+    scale = (LOCAL / span) * zoom  # local px per MNIST px
+    middle = (low + high) / 2
+    theta = torch.cat([torch.diag_embed(scale.unsqueeze(1).expand(n, 2)),
+                       (LOCAL / 2 - scale.unsqueeze(1) * middle).unsqueeze(2)], 2)  # (N, 2, 3)
+    ink = draw_strokes(index, points, theta, width / 2 * LOCAL / span, LOCAL)  # (N, 1, LOCAL, LOCAL)
+    # the square's centre anywhere that keeps the drawing inside the margins; (y, x) canvas px
+    half = zoom.unsqueeze(1) * (high - low) / 2 + width.unsqueeze(1) / 2  # (N, 2)
+    margin = MARGIN * side / 2
+    centre = margin + half + rand[:, 3:5] * (side - 2 * (margin + half)).clamp(min=0)
+    # affine_grid maps canvas coordinates u in [-1, 1] to the square's v = (u * side / 2 + side / 2 - centre) * 2 / span
+    zeros = torch.zeros(n)
+    ratio = side / span
+    theta = torch.stack([torch.stack([ratio, zeros, (side - 2 * centre[:, 1]) / span], 1),
+                         torch.stack([zeros, ratio, (side - 2 * centre[:, 0]) / span], 1)], 1)  # (N, 2, 3), (x, y)
+    grid = F.affine_grid(theta, [n, 1, side, side], align_corners=False)  # (N, side, side, 2)
+    ink = F.grid_sample(ink, grid, mode="bilinear", padding_mode="zeros", align_corners=False)[:, 0]
+    return ((1 - ink.clamp(0, 1)) * 255).round().to(torch.uint8)  # (N, side, side), black on white
+
+
+REDRAWS = {"pen": redraw_digits, "brush": brush_redraw}  # how canvas_accuracy redraws the digits, by name
+
+
 def canvas_accuracy(classifier, images: torch.Tensor, labels: torch.Tensor, seed: int = 0,
-                    batch_size: int = 250) -> dict:
-    """Redraw digits as canvases and classify each through canvas_to_mnist + the classifier, one canvas per call.
+                    batch_size: int = 250, style: str = "pen") -> dict:
+    """Redraw digits as canvases (style: a key of REDRAWS) and classify each through canvas_to_mnist + the
+    classifier, one canvas per call.
 
     Returns the accuracy, the number of digits, and the per-call latency (canvas -> probabilities) p50/p95 in ms.
     """
+    redraw = REDRAWS[style]
     generator = torch.Generator().manual_seed(seed)
     correct, latencies, wrong = 0, [], []
     for start in range(0, len(labels), batch_size):
-        canvases = redraw_digits(images[start:start + batch_size], generator).numpy()
+        canvases = redraw(images[start:start + batch_size], generator).numpy()
         for i, canvas in enumerate(canvases):
             began = time.perf_counter()
             probabilities = classifier.probabilities(canvas_to_mnist(canvas)[None])[0]  # one call, as the app
@@ -113,12 +164,12 @@ def example_digits(images: torch.Tensor, labels: torch.Tensor, per_class: int = 
 
 
 def accuracy_figure(images: torch.Tensor, labels: torch.Tensor, classifier, path, seed: int = 0, count: int = 24,
-                    ) -> None:
+                    style: str = "pen") -> None:
     """A figure of redrawn canvases, what the model sees and its answer (red when wrong), saved to path."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    canvases = redraw_digits(images[:count], torch.Generator().manual_seed(seed))
+    canvases = REDRAWS[style](images[:count], torch.Generator().manual_seed(seed))
     fig, axes = plt.subplots(2, count, figsize=(count * 0.9, 2.2))
     for i in range(count):
         seen = canvas_to_mnist(canvases[i].numpy())
@@ -128,7 +179,8 @@ def accuracy_figure(images: torch.Tensor, labels: torch.Tensor, classifier, path
         axes[1, i].set_title(str(predicted), color="black" if predicted == int(labels[i]) else "red", fontsize=9)
         for ax in axes[:, i]:
             ax.set_axis_off()
-    fig.suptitle(f"MNIST test digits redrawn on a {CANVAS_SIDE} px canvas (top), what the classifier sees and its "
+    how = "redrawn with a round brush along their skeletons" if style == "brush" else "redrawn"
+    fig.suptitle(f"MNIST test digits {how} on a {CANVAS_SIDE} px canvas (top), what the classifier sees and its "
                  "answer", fontsize=9)
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)

@@ -1,0 +1,149 @@
+"""Digits as a mouse draws them: each digit's skeleton redrawn with a round brush of one constant width.
+
+skeletons thins digits to 1-pixel centre lines (Zhang-Suen, vectorised over a batch, at twice MNIST's resolution);
+stroke_points samples points densely along those lines; draw_strokes inks every pixel by its distance to the nearest
+point, a round brush with an anti-aliased edge, so a stroke is equally wide everywhere and its ends are round.
+brush_digits is the training augmentation: skeletons redrawn at a random width, sized and centred as MNIST's digits
+were (the longer side 20 px, the centre of mass at the middle), which is what the demo's canvas preprocessing makes
+of a drawing. Nothing here knows the demo: lab/demo/redraw.py draws the same strokes on the demo's canvas.
+"""
+
+import torch
+import torch.nn.functional as F
+
+SKELETON_SCALE = 2  # skeletons are thinned at 2x MNIST's resolution (56 px), so centre lines sit to half a pixel
+INK_LEVEL = 0.5  # ink level of the upscaled digit that counts as stroke before thinning
+LINK_STEPS = 4  # points per link between neighbouring skeleton pixels, a quarter of a skeleton pixel apart
+TRAIN_LINK_STEPS = 2  # in training, at 28 px, half a skeleton pixel apart (a quarter of an MNIST pixel) is enough
+FRAME, BOX, CENTRE = 28, 20, 14  # MNIST: 28 px images, digits sized to a 20 px box, centre of mass at index 14
+STROKE_WIDTHS = (1.2, 5.0)  # brush widths in 28-px pixels, uniform: from a fine pen to a fat finger on a 20 px digit
+MIN_POINTS = 2  # a skeleton with fewer points (a dot) is no drawing: the digit is kept as it was
+NEIGHBOURS = ((-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1), (-1, -1))  # P2..P9, clockwise from north
+LINKS = ((0, 1), (1, 0), (1, 1), (1, -1))  # each pair of 8-neighbours counted once
+
+
+def _neighbours(x: torch.Tensor) -> list[torch.Tensor]:
+    """The eight neighbours P2..P9 of every pixel of x (N, H, W) uint8, zero outside the image."""
+    height, width = x.shape[-2:]
+    padded = F.pad(x, (1, 1, 1, 1))
+    return [padded[:, 1 + dy:1 + dy + height, 1 + dx:1 + dx + width] for dy, dx in NEIGHBOURS]
+
+
+def _removable(step: int) -> torch.Tensor:
+    """Zhang-Suen's rule as a table: (256,) bool, True where a pixel whose neighbours P2..P9 are the bits of the
+    index (P2 the lowest) may be removed in sub-step step (0: the south-east side, 1: the north-west side)."""
+    table = torch.zeros(256, dtype=torch.bool)
+    for code in range(256):
+        p2, p3, p4, p5, p6, p7, p8, p9 = ring = [(code >> bit) & 1 for bit in range(8)]
+        count = sum(ring)  # inked neighbours, B(P1)
+        turns = sum(a == 0 and b == 1 for a, b in zip(ring, ring[1:] + ring[:1]))  # 0 -> 1 round the ring, A(P1)
+        side = (p2 * p4 * p6 == 0 and p4 * p6 * p8 == 0) if step == 0 else (p2 * p4 * p8 == 0 and p2 * p6 * p8 == 0)
+        table[code] = 2 <= count <= 6 and turns == 1 and side
+    return table
+
+
+REMOVABLE = (_removable(0), _removable(1))
+
+
+def thin(mask: torch.Tensor, max_rounds: int = 64) -> torch.Tensor:
+    """Zhang-Suen thinning of binary images (N, H, W) bool -> their skeletons, 1 pixel wide, same shape."""
+    x = mask.to(torch.uint8)
+    active = torch.arange(len(x))  # the images still thinning: most are done in a few rounds, some take many
+    for _ in range(max_rounds):
+        changed = torch.zeros(len(active), dtype=torch.bool)
+        part = x[active]
+        for table in REMOVABLE:
+            code = torch.zeros_like(part)  # each pixel's neighbourhood as 8 bits, P2 the lowest
+            for bit, neighbour in enumerate(_neighbours(part)):
+                code |= neighbour << bit
+            remove = (part == 1) & table[code.long()]
+            part = part.masked_fill(remove, 0)
+            changed |= remove.flatten(1).any(1)
+        x[active] = part
+        active = active[changed]
+        if not len(active):
+            break
+    return x.bool()
+
+
+def skeletons(images: torch.Tensor, chunk: int = 2048) -> torch.Tensor:
+    """MNIST digits (N, 28, 28) uint8 -> skeletons (N, 56, 56) bool, thinned at SKELETON_SCALE x the resolution."""
+    side = FRAME * SKELETON_SCALE
+    parts = [images.new_zeros((0, side, side), dtype=torch.bool)]
+    for part in images.split(chunk):
+        x = part.float().div(255.0).unsqueeze(1)  # (n, 1, 28, 28)
+        x = F.interpolate(x, scale_factor=SKELETON_SCALE, mode="bilinear", align_corners=False)[:, 0]  # (n, 56, 56)
+        parts.append(thin(x > INK_LEVEL))
+    return torch.cat(parts)
+
+
+def stroke_points(skeleton: torch.Tensor, link_steps: int = LINK_STEPS) -> tuple[torch.Tensor, torch.Tensor]:
+    """Points along the lines of skeletons (N, 56, 56) bool: their digit's index (M,) and (y, x) (M, 2) float.
+
+    Coordinates are in MNIST pixels with pixel i covering [i, i + 1); between two neighbouring skeleton pixels
+    link_steps - 1 more points fill the link: a brush wider than their spacing draws an unbroken, even line.
+    """
+    found = [skeleton.nonzero().float()]  # (m, 3): digit, row, column
+    ring = dict(zip(NEIGHBOURS, _neighbours(skeleton.to(torch.uint8))))
+    for dy, dx in LINKS:
+        pairs = (skeleton & (ring[dy, dx] == 1)).nonzero().float()  # (l, 3): links from each pixel to (dy, dx)
+        for step in range(1, link_steps):
+            found.append(pairs + torch.tensor([0.0, dy * step / link_steps, dx * step / link_steps]))
+    points = torch.cat(found)
+    return points[:, 0].long(), (points[:, 1:] + 0.5) / SKELETON_SCALE  # pixel centres, in 28-px units
+
+
+def draw_strokes(index: torch.Tensor, points: torch.Tensor, theta: torch.Tensor, radius: torch.Tensor,
+                 size: int) -> torch.Tensor:
+    """A round brush of radius[n] along the points of digit n, moved by theta[n]: ink images (N, 1, size, size).
+
+    theta (N, 2, 3) maps a point's (y, x) to output pixels (y, x) = theta[:, :, :2] @ point + theta[:, :, 2], pixel
+    i covering [i, i + 1); radius (N,) is in output pixels. A pixel's ink is how far the brush's edge passes beyond
+    its centre, clamped to [0, 1]: the edge is anti-aliased and the width the same everywhere.
+    """
+    count = len(theta)
+    placed = torch.einsum("mij,mj->mi", theta[index, :, :2], points) + theta[index, :, 2]  # (M, 2) output pixels
+    reach = int(radius.max().item() + 0.5) + 1 if count else 0  # pixels further from every point get no ink
+    steps = torch.arange(-reach, reach + 1)
+    window = torch.stack(torch.meshgrid(steps, steps, indexing="ij"), -1).view(1, -1, 2)  # (1, K, 2)
+    near = placed.floor().long().unsqueeze(1) + window  # (M, K, 2): the pixels around each point
+    distance = (near + 0.5 - placed.unsqueeze(1)).norm(dim=2)  # (M, K) from those pixels' centres
+    outside = ((near < 0) | (near >= size)).any(2)
+    flat = (index.unsqueeze(1) * size + near[..., 0]) * size + near[..., 1]  # (M, K) into (N * size * size)
+    flat = flat.masked_fill(outside, count * size * size)  # off the image: into one spare slot past the end
+    nearest = torch.full((count * size * size + 1,), float(size + reach))  # beyond every brush
+    nearest.scatter_reduce_(0, flat.view(-1), distance.view(-1), "amin")  # each pixel's distance to the line
+    nearest = nearest[:-1]
+    ink = (radius.view(-1, 1) + 0.5 - nearest.view(count, -1)).clamp(0, 1)
+    return ink.view(count, 1, size, size)
+
+
+def extent(index: torch.Tensor, points: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per digit, the lowest and highest (y, x) of its points: two (N, 2) tensors."""
+    spread = index.unsqueeze(1).expand(-1, 2)
+    low = torch.full((count, 2), float("inf")).scatter_reduce_(0, spread, points, "amin")
+    high = torch.full((count, 2), float("-inf")).scatter_reduce_(0, spread, points, "amax")
+    return low, high
+
+
+def brush_digits(skeleton: torch.Tensor, generator: torch.Generator,
+                 widths: tuple[float, float] = STROKE_WIDTHS) -> torch.Tensor:
+    """Skeletons (N, 56, 56) bool -> digits (N, 1, 28, 28) in [0, 1], redrawn with a round brush of random width.
+
+    Each is sized as MNIST's (the stroke's longer side 20 px) with its centre of mass at the image's middle. A
+    digit whose skeleton is a dot comes back empty (all zero); the caller keeps the original there.
+    """
+    count = len(skeleton)
+    rand = torch.rand(count, generator=generator, device=generator.device).cpu()
+    width = widths[0] + rand * (widths[1] - widths[0])  # (N,) brush widths in 28-px pixels
+    index, points = stroke_points(skeleton, TRAIN_LINK_STEPS)
+    low, high = extent(index, points, count)
+    longer = (high - low).amax(1).clamp(min=1.0)  # (N,) the skeleton's longer side
+    zoom = (BOX - width) / longer  # the stroke adds half a width at each end
+    sums = torch.zeros(count, 2).index_add_(0, index, points)
+    mass = torch.bincount(index, minlength=count).float().unsqueeze(1)
+    centre = sums / mass.clamp(min=1)  # (N, 2): points lie evenly along the lines, so this is the ink's centre
+    shift = (CENTRE + 0.5) - zoom.unsqueeze(1) * centre  # the centre of mass to pixel 14's centre
+    theta = torch.cat([torch.diag_embed(zoom.unsqueeze(1).expand(count, 2)), shift.unsqueeze(2)], 2)  # (N, 2, 3)
+    ink = draw_strokes(index, points, theta, width / 2, FRAME)  # (N, 1, 28, 28)
+    return ink * (mass >= MIN_POINTS).view(count, 1, 1, 1)

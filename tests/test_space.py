@@ -1,0 +1,131 @@
+"""The Space from its own files: assembled, installed into a fresh virtual environment from its requirements.txt
+alone, started as Spaces starts it (python app.py), and every endpoint of its API called through gradio_client."""
+
+import os
+
+# before gradio is imported: no analytics calls and no Hub downloads from the tests' own process
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from demo_server import OFFLINE, free_port, stop_app
+from PIL import Image
+from safetensors.torch import load_file
+
+from lab import paths
+from lab.demo.canvas import mnist_to_canvas
+from lab.demo.hub import APP_FILE, assemble_space
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+
+INSTALL_SECONDS = 1200  # pip install -r requirements.txt into an empty venv (torch and its CUDA libraries from disk)
+START_SECONDS = 180  # from `python app.py` to the page answering
+# what a Space's environment tells the app: where to listen (GRADIO_SERVER_NAME, GRADIO_SERVER_PORT); the address is
+# 127.0.0.1 here, not the Space's 0.0.0.0, so the test opens no port to the network. SYSTEM=spaces and SPACE_ID are
+# left out: with them gradio starts Spaces' hot reloader, which needs the platform's own `spaces` package (installed
+# by Spaces itself, not by the app's requirements) and would only fail here in a thread of its own
+SPACE_ENV = {"GRADIO_SERVER_NAME": "127.0.0.1", "PYTHONUNBUFFERED": "1"}
+# variables of this machine's own environment that would let the Space see the lab's venv or its settings
+NOT_INHERITED = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "LAB_DATA_DIR", "LAB_RUNS_DIR", "LAB_RESULTS_DIR")
+
+
+def installable(requirements: Path, out: Path) -> Path:
+    """requirements.txt without its index options: the Space's --extra-index-url (the CPU wheels of
+    download.pytorch.org) cannot be reached from here; pip's own configuration on this machine points at a package
+    index on local disk that holds the same torch==2.14.1 (a CUDA build), so every package line is installed as
+    written, from there or PyPI. Only lines starting with --index-url / --extra-index-url are dropped."""
+    lines = [line for line in requirements.read_text().splitlines()
+             if not line.strip().startswith(("--extra-index-url", "--index-url", "-i "))]
+    out.write_text("\n".join(lines) + "\n")
+    return out
+
+
+def clean_env(extra: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in NOT_INHERITED} | OFFLINE | extra
+
+
+def start_space(python: Path, space: Path, log: Path) -> tuple[subprocess.Popen, str]:
+    """`python app.py` in the Space folder with the Space's environment variables; (process, URL) once it answers."""
+    port = free_port()
+    env = clean_env(SPACE_ENV | {"GRADIO_SERVER_PORT": str(port)})
+    proc = subprocess.Popen([str(python), APP_FILE], cwd=space, env=env, stdout=open(log, "w"),
+                            stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + START_SECONDS
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"the Space's app exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return proc, url
+        except OSError:
+            time.sleep(0.5)
+    stop_app(proc)
+    pytest.fail(f"the Space's app did not answer within {START_SECONDS} s:\n{log.read_text()[-4000:]}")
+
+
+def argument(parameter: dict, drawing: dict):
+    """A sensible value for one API parameter: a drawn digit for a canvas, else the component's default."""
+    if parameter["component"].lower() in ("imageeditor", "sketchpad", "image"):
+        return drawing
+    if parameter.get("parameter_has_default"):
+        return parameter["parameter_default"]
+    return parameter["example_input"]
+
+
+def read_page(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return response.read().decode("utf-8", "replace")
+
+
+@pytest.mark.slow
+def test_the_space_installs_from_its_requirements_and_serves_every_endpoint(tmp_path):
+    began = time.monotonic()
+    space = assemble_space(tmp_path / "space")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    python = venv / "bin" / "python"
+    requirements = installable(space / "requirements.txt", tmp_path / "requirements.txt")
+    done = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "-r", str(requirements)],
+                          env=clean_env({}), capture_output=True, text=True, timeout=INSTALL_SECONDS)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    installed = time.monotonic()
+    probe = subprocess.run([str(python), "-c", "import lab, torch, gradio; print(lab.__file__)"], cwd=space,
+                           env=clean_env({}), capture_output=True, text=True, timeout=300)
+    assert probe.returncode == 0, probe.stderr[-3000:]
+    assert Path(probe.stdout.strip()).is_relative_to(space)  # the lab of the Space's folder, not this checkout's
+
+    examples = load_file(str(space / paths.EXAMPLES_FILE))
+    seven = int((examples["labels"] == 7).nonzero()[0, 0])
+    Image.fromarray(mnist_to_canvas(examples["images"][seven])).save(tmp_path / "seven.png")
+    drawing = {"background": handle_file(str(tmp_path / "seven.png")), "layers": [],
+               "composite": handle_file(str(tmp_path / "seven.png"))}
+    proc, url = start_space(python, space, tmp_path / "space.log")
+    try:
+        client = Client(url, verbose=False)
+        api = client.view_api(print_info=False, return_format="dict")
+        endpoints = api["named_endpoints"]
+        assert {"/classify", "/interpolate", "/reconstruct"} <= set(endpoints)
+        for name, endpoint in endpoints.items():  # every endpoint answers, without an error
+            result = client.predict(*[argument(p, drawing) for p in endpoint["parameters"]], api_name=name)
+            answers = result if isinstance(result, tuple) else (result,)
+            assert len(answers) == len(endpoint["returns"]), name
+        seen, label, *_ = client.predict(drawing, *[argument(p, drawing) for p in
+                                                    endpoints["/classify"]["parameters"][1:]], api_name="/classify")
+        assert label["label"] == "7"
+        # no path of this machine on the page or in its config: not the checkout, the Space folder or the home
+        page = read_page(url) + read_page(url + "config")
+        for path in {str(paths.ROOT), str(space), str(tmp_path), str(Path.home()), "/work/"}:
+            assert path not in page, path
+    finally:
+        stop_app(proc)
+    log = (tmp_path / "space.log").read_text()
+    assert "Traceback" not in log, log[-4000:]
+    print(f"\nSpace test: install {installed - began:.0f} s, all {time.monotonic() - began:.0f} s")
