@@ -76,16 +76,17 @@ clean-runs: ## remove experiments/runs (trained checkpoints; the committed table
 	rm -rf experiments/runs
 
 # The demo (demo/app.py) and its Hugging Face Space
-DEMO_SWEEPS := demo/weights_classifier.toml demo/weights_autoencoder.toml
+DEMO_SWEEPS := demo/weights_classifier.toml demo/weights_autoencoder.toml demo/weights_map.toml
 DEMO_RUNS := build/demo-weights/runs
 .PHONY: demo demo-weights demo-accuracy space
 
 demo: install ## run the demo on http://127.0.0.1:7860 (ARGS="--checkpoints experiments/runs" for your own runs)
 	$(PY) demo/app.py $(ARGS)
 
-demo-weights: install ## train the demo's shipped weights into demo/checkpoints (minutes) and save its example digits
+demo-weights: install ## train the demo's shipped weights into demo/checkpoints (minutes), measure its unsure rule, save its example digits
 	$(PY) -m lab sweep $(DEMO_SWEEPS) --runs-dir $(DEMO_RUNS) --results-dir build/demo-weights/results
 	$(PY) -m lab ship-demo-weights $(DEMO_SWEEPS) --runs-dir $(DEMO_RUNS)
+	$(PY) -m lab demo-unsure
 	$(PY) -m lab demo-examples
 
 demo-accuracy: install ## the demo's accuracy and latency on 2,000 MNIST test digits redrawn as on its canvas

@@ -1,4 +1,4 @@
-"""The demo: draw a digit and watch a classifier read it; walk an autoencoder's latent space between two digits.
+"""The demo: draw a digit and watch a classifier read it, and why; walk and map an autoencoder's latent space.
 
     python demo/app.py [--checkpoints DIR | --hub-repo ID] [--host 127.0.0.1] [--port N] [--share]
 
@@ -39,6 +39,10 @@ from lab.demo.canvas import (  # noqa: E402
     check_size,
     mnist_to_canvas,
 )
+from lab.demo.explain import HOW_TO_READ, saliency  # noqa: E402
+from lab.demo.explain import overlay as saliency_overlay  # noqa: E402
+from lab.demo.latent_map import LatentMap, build_map, with_markers  # noqa: E402
+from lab.demo.unsure import is_unsure, read_measurement  # noqa: E402
 from lab.run_folder import best_first, is_done  # noqa: E402
 
 DEFAULT_CHECKPOINTS = HERE / paths.CHECKPOINTS_FOLDER
@@ -54,6 +58,8 @@ DRAWING = "my drawing"
 SELECT_BRUSH = """() => setTimeout(() => document.querySelectorAll('button[aria-label="Brush"]').forEach(
     (b) => { if (b.offsetParent !== null && !b.classList.contains("selected")) b.click(); }), 500)"""
 TEST_DIGIT = "test digit {}"
+SURE, UNSURE = "sure", "unsure"  # the bars' colour column: orange when the rule trusts the answer, grey when not
+BAR_COLOURS = {SURE: "#f97316", UNSURE: "#9ca3af"}
 
 
 @dataclass
@@ -61,14 +67,23 @@ class Models:
     classifiers: dict[str, Checkpoint] = field(default_factory=dict)  # picker label -> checkpoint
     autoencoders: dict[str, Checkpoint] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)  # one message per run folder that could not be loaded
-    source: str = ""
+    source: str = ""  # the folder the checkpoints came from, for the log
+    name: str = ""  # the same for the page: relative to the app, or the folder's name (no machine path)
+    unsure: dict[str, dict] = field(default_factory=dict)  # classifier label -> its measured unsure rule, if any
+    maps: dict[str, LatentMap] = field(default_factory=dict)  # autoencoder label -> its latent map, once drawn
+
+
+def shown(folder: Path) -> str:
+    """A folder as the page names it: relative to the app when inside it, else its own name; never a machine path."""
+    folder = Path(folder)
+    return str(folder.relative_to(HERE)) if folder.is_relative_to(HERE) else folder.name
 
 
 def load_models(folder: Path) -> Models:
     """Every loadable run folder in folder (or folder itself when it is one run); broken ones are named in skipped."""
-    models = Models(source=str(folder))
+    models = Models(source=str(folder), name=shown(folder))
     if not folder.is_dir():
-        models.skipped.append(f"{folder}: no such folder of run folders")
+        models.skipped.append(f"{models.name}: no such folder of run folders")
         return models
     if is_done(folder):  # a single run, e.g. a model repository from push-model
         try:
@@ -77,10 +92,11 @@ def load_models(folder: Path) -> Models:
             loaded, skipped = [], [str(error)]
     else:
         loaded, skipped = find_checkpoints(folder)
-    models.skipped += skipped
+    models.skipped += [m.replace(str(folder), models.name) for m in skipped]  # the page shows them: no machine path
     for checkpoint in loaded:
         if checkpoint.task == "classifier":
             models.classifiers[checkpoint.describe()] = checkpoint
+            models.unsure[checkpoint.describe()] = read_measurement(checkpoint.folder, checkpoint.run_id)
         elif checkpoint.config.model.arch == "conv":  # PCA is a baseline of the lab, not a model to show
             models.autoencoders[checkpoint.describe()] = checkpoint
     # best first: the picker's default is the most accurate classifier and the lowest-error autoencoder
@@ -169,13 +185,33 @@ def checked_preprocess(preprocess):
     return wrapped
 
 
-def classify(models: Models, canvas: object, classifier: str | None) -> tuple[np.ndarray, dict, pd.DataFrame]:
-    """Sketchpad -> (the 28x28 image the model sees, top classes, all ten probabilities)."""
-    checkpoint = _pick(models.classifiers, classifier, "classifier", models.source)
+def verdict(probabilities: list[float], measured: dict | None) -> tuple[str, bool]:
+    """One line on the answer, and whether the unsure rule fired; the rule's threshold is the measured one."""
+    digit = max(range(10), key=lambda d: probabilities[d])
+    top = probabilities[digit]
+    if measured is None:
+        return (f"Reads as **{digit}** ({top:.0%}). No unsure rule is measured for this checkpoint "
+                "(`python -m lab demo-unsure --checkpoint RUN`)."), False
+    threshold = measured["threshold"]
+    if is_unsure(probabilities, threshold):
+        return (f"⚠️ **Not sure: this may not be a digit.** The best guess, {digit}, has {top:.0%}, below the "
+                f"{threshold:.0%} the demo trusts."), True
+    return f"Reads as **{digit}** ({top:.0%}, at least the {threshold:.0%} the demo trusts).", False
+
+
+def classify(models: Models, canvas: object, classifier: str | None,
+             ) -> tuple[np.ndarray, dict, pd.DataFrame, np.ndarray, str]:
+    """Sketchpad -> (the 28x28 image the model sees, top classes, all ten probabilities, why: a saliency map over
+    the input, a verdict line that says when the model is unsure)."""
+    checkpoint = _pick(models.classifiers, classifier, "classifier", models.name)
     image = _digit(canvas)
-    probabilities = checkpoint.probabilities(image[None])[0].tolist()  # (10,)
-    table = pd.DataFrame({"digit": [str(d) for d in range(10)], "probability": probabilities})
-    return show(image), {str(d): p for d, p in enumerate(probabilities)}, table
+    probabilities, heat = saliency(checkpoint, image)  # one forward and backward pass: (10,), (28, 28)
+    probabilities = probabilities.tolist()
+    line, unsure = verdict(probabilities, models.unsure.get(checkpoint.describe()))
+    table = pd.DataFrame({"digit": [str(d) for d in range(10)], "probability": probabilities,
+                          "reading": UNSURE if unsure else SURE})
+    return (show(image), {str(d): p for d, p in enumerate(probabilities)}, table,
+            saliency_overlay(image, heat, SHOW_SCALE), line)
 
 
 def classify_live(models: Models, canvas: object, classifier: str | None):
@@ -184,7 +220,7 @@ def classify_live(models: Models, canvas: object, classifier: str | None):
         return classify(models, canvas, classifier)
     except gr.Error as error:
         if "empty" in str(error):
-            return None, None, None
+            return None, None, None, None, ""
         raise
 
 
@@ -202,7 +238,7 @@ def interpolate(models: Models, examples: dict[int, torch.Tensor], start_canvas:
                 start: str | None, end: str | None, steps: float,
                 autoencoder: str | None) -> tuple[np.ndarray, np.ndarray]:
     """Two digits -> (decoded straight line between their latent codes, pixel cross-fade), as strips."""
-    checkpoint = _pick(models.autoencoders, autoencoder, "autoencoder", models.source)
+    checkpoint = _pick(models.autoencoders, autoencoder, "autoencoder", models.name)
     if steps is None or not STEPS[0] <= steps <= STEPS[1] or steps != int(steps):
         raise gr.Error(f"Steps must be a whole number from {STEPS[0]} to {STEPS[1]}, got {steps}.")
     ends = torch.stack([endpoint(examples, start_canvas, start, "start digit"),
@@ -217,10 +253,65 @@ def interpolate(models: Models, examples: dict[int, torch.Tensor], start_canvas:
 
 def reconstruct(models: Models, canvas: object, autoencoder: str | None) -> tuple[np.ndarray, np.ndarray, float]:
     """Sketchpad -> (the 28x28 input, the autoencoder's reconstruction, their MSE per pixel)."""
-    checkpoint = _pick(models.autoencoders, autoencoder, "autoencoder", models.source)
+    checkpoint = _pick(models.autoencoders, autoencoder, "autoencoder", models.name)
     image = _digit(canvas)
     output = checkpoint.reconstruct(image[None]).cpu()[0, 0]  # (28, 28)
     return show(image), show(output), round(float(((output - image) ** 2).mean()), 5)
+
+
+def map_digits(examples: dict[int, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every shipped test digit, (N, 28, 28) uint8, and its label (N,): what the latent map shows."""
+    images = torch.cat([examples[d] for d in sorted(examples)])
+    labels = torch.cat([torch.full((len(examples[d]),), d) for d in sorted(examples)])
+    return images, labels
+
+
+def latent_map(models: Models, examples: dict[int, torch.Tensor]) -> tuple[Checkpoint, LatentMap]:
+    """The autoencoder of the map (a latent-2 one when loaded, else the best) and its map of the shipped test
+    digits, drawn once and kept."""
+    checkpoint = _pick(models.autoencoders, None, "autoencoder", models.name)
+    checkpoint = next((c for c in models.autoencoders.values() if c.config.model.latent_dim == 2), checkpoint)
+    if not examples:
+        raise gr.Error("No test digits are shipped with this demo (examples.safetensors), so there is no map.")
+    label = checkpoint.describe()
+    if label not in models.maps:
+        models.maps[label] = build_map(checkpoint, *map_digits(examples))
+    return checkpoint, models.maps[label]
+
+
+def place(models: Models, examples: dict[int, torch.Tensor], canvas: object, marks: dict) -> tuple[np.ndarray, dict]:
+    """Explore: the drawing's code placed on the map (a ring), the clicked point kept; live as strokes arrive."""
+    checkpoint, found = latent_map(models, examples)
+    try:
+        image = _digit(canvas)
+    except gr.Error as error:
+        if "empty" not in str(error):
+            raise
+        drawing = None  # a cleared canvas takes its ring off the map
+    else:
+        drawing = found.place(checkpoint.encode(image[None])[0]).tolist()
+    marks = dict(marks or {}) | {"drawing": drawing}
+    return with_markers(found, drawing, marks.get("click")), marks
+
+
+def decode_click(models: Models, examples: dict[int, torch.Tensor], marks: dict,
+                 evt: gr.SelectData) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Explore: a click on the map (pixel column, row) -> the map marked there, and that point decoded (28x28)."""
+    checkpoint, found = latent_map(models, examples)
+    column, row = evt.index[:2]
+    point = found.to_point(column, row)
+    decoded = checkpoint.decode(found.code(point)[None]).cpu()[0, 0]  # (28, 28)
+    marks = dict(marks or {}) | {"click": point.tolist()}
+    return with_markers(found, marks.get("drawing"), point), show(decoded), marks
+
+
+def pad_value(examples: dict[int, torch.Tensor], choice: str | None) -> dict | None:
+    """An interpolation end's canvas: the chosen test digit drawn on it, or a blank canvas for 'my drawing'."""
+    for d, images in examples.items():
+        if choice == TEST_DIGIT.format(d):
+            canvas = mnist_to_canvas(images[0], CANVAS_SIDE)
+            return {"background": canvas, "layers": [], "composite": canvas}
+    return None
 
 
 def example_value(examples: dict[int, torch.Tensor], digit: int, counts: dict) -> tuple[dict, dict]:
@@ -234,9 +325,9 @@ def example_value(examples: dict[int, torch.Tensor], digit: int, counts: dict) -
     return {"background": canvas, "layers": [], "composite": canvas}, counts
 
 
-def sketchpad(label: str) -> gr.Sketchpad:
+def sketchpad(label: str, value: dict | None = None) -> gr.Sketchpad:
     """A black-brush canvas of CANVAS_SIDE pixels whose uploads are checked before they are decoded."""
-    pad = gr.Sketchpad(label=label, canvas_size=(CANVAS_SIDE, CANVAS_SIDE), image_mode="L", type="numpy",
+    pad = gr.Sketchpad(value, label=label, canvas_size=(CANVAS_SIDE, CANVAS_SIDE), image_mode="L", type="numpy",
                        brush=gr.Brush(colors=["#000000"], color_mode="fixed", default_size=BRUSH_RADIUS),
                        layers=False, transforms=(), height=CANVAS_SIDE + 120)
     pad.preprocess = checked_preprocess(pad.preprocess)  # Gradio calls the instance's preprocess
@@ -272,24 +363,31 @@ def bind(fn: Callable, *args: object) -> partial:
 
 
 def classify_tab(models: Models, examples: dict[int, torch.Tensor]) -> gr.Tab:
-    """The Classify tab: a canvas and a classifier in; what the model sees, its top classes and all ten out."""
+    """The Classify tab: a canvas and a classifier in; what the model sees, why, its verdict and the classes out."""
     with gr.Tab("Classify") as tab:
         if not models.classifiers:
-            gr.Markdown(f"**No classifier checkpoint loaded from `{models.source}`.**")
+            gr.Markdown(f"**No classifier checkpoint loaded from `{models.name}`.**")
         with gr.Row():
             with gr.Column():
-                pad = sketchpad("Draw a digit")
+                pad = sketchpad("Draw a digit: it is read as you draw")
                 classifier = picker(models.classifiers, "classifier")
-                button = gr.Button("Classify", variant="primary")
+                button = gr.Button("Classify", variant="secondary")  # for API clients; drawing needs no button
             with gr.Column():
-                seen = gr.Image(label="What the model sees (28x28)", height=240, width=240, interactive=False,
-                                format="png")
+                with gr.Row():
+                    seen = gr.Image(label="What the model sees (28x28)", height=240, width=240,
+                                    interactive=False, format="png")
+                    why = gr.Image(label="Why this digit", height=240, width=240, interactive=False, format="png",
+                                   elem_id="why")
+                gr.Markdown(HOW_TO_READ)
+                line = gr.Markdown(elem_id="verdict")
                 top = gr.Label(num_top_classes=3, label="Prediction")
-                bars = gr.BarPlot(x="digit", y="probability", y_lim=[0, 1], label="All ten probabilities",
+                bars = gr.BarPlot(x="digit", y="probability", color="reading", color_map=BAR_COLOURS, color_title="",
+                                  y_lim=[0, 1], label="All ten probabilities (grey when the model is unsure)",
                                   sort="x", height=220)
         run = bind(classify, models)  # (canvas, classifier), the API's parameters
-        outputs = [seen, top, bars]
+        outputs = [seen, top, bars, why, line]
         button.click(run, [pad, classifier], outputs, api_name="classify")
+        # on every stroke, the last one winning: strokes that arrive while one is read are folded into the next
         pad.change(bind(classify_live, models), [pad, classifier], outputs, api_visibility="private",
                    trigger_mode="always_last", show_progress="hidden")
         example_buttons(pad, examples, then=(run, [pad, classifier], outputs))  # a loaded value fires no change
@@ -300,17 +398,19 @@ def interpolate_tab(models: Models, examples: dict[int, torch.Tensor]) -> gr.Tab
     """The Interpolate tab: two digits, drawn or picked, and the autoencoder's path between them."""
     with gr.Tab("Interpolate") as tab:
         if not models.autoencoders:
-            gr.Markdown(f"**No autoencoder checkpoint loaded from `{models.source}`.**")
+            gr.Markdown(f"**No autoencoder checkpoint loaded from `{models.name}`.**")
         choices = [DRAWING] + [TEST_DIGIT.format(d) for d in sorted(examples)]
+        ends = []
         with gr.Row():
-            with gr.Column():
-                start_pad = sketchpad("Start digit (used when 'my drawing' is chosen)")
-                start = gr.Dropdown(choices, value=TEST_DIGIT.format(3) if 3 in examples else DRAWING,
-                                    label="Start")
-            with gr.Column():
-                end_pad = sketchpad("End digit (used when 'my drawing' is chosen)")
-                end = gr.Dropdown(choices, value=TEST_DIGIT.format(8) if 8 in examples else DRAWING,
-                                  label="End")
+            for what, digit in (("Start", 3), ("End", 8)):
+                with gr.Column():
+                    choice = TEST_DIGIT.format(digit) if digit in examples else DRAWING
+                    pad = sketchpad(f"{what} digit: the test digit chosen below, or your drawing",
+                                    pad_value(examples, choice))
+                    menu = gr.Dropdown(choices, value=choice, label=what)
+                    menu.change(lambda c: pad_value(examples, c), menu, pad, api_visibility="private")
+                    ends.append((pad, menu))
+        (start_pad, start), (end_pad, end) = ends
         with gr.Row():
             steps = gr.Slider(STEPS[0], STEPS[1], value=8, step=1, label="Steps")
             autoencoder = picker(models.autoencoders, "autoencoder")
@@ -321,6 +421,42 @@ def interpolate_tab(models: Models, examples: dict[int, torch.Tensor]) -> gr.Tab
         run = bind(interpolate, models, examples)  # (start_canvas, end_canvas, start, end, steps, autoencoder)
         go.click(run, [start_pad, end_pad, start, end, steps, autoencoder], [latent_strip, pixel_strip],
                  api_name="interpolate")
+    return tab
+
+
+def explore_tab(models: Models, examples: dict[int, torch.Tensor]) -> gr.Tab:
+    """The Explore tab: a map of test digits' codes; a drawing placed on it; a click on it decoded."""
+    with gr.Tab("Explore") as tab:
+        if not models.autoencoders or not examples:
+            gr.Markdown("**No map: it needs an autoencoder checkpoint and the shipped test digits.**")
+            return tab
+        checkpoint, found = latent_map(models, examples)
+        dims = checkpoint.config.model.latent_dim
+        plane = ("its code is two numbers, drawn as they are" if dims == 2 else
+                 f"the plane of the two directions along which its {dims}-number codes vary most, by PCA")
+        gr.Markdown(f"Each dot is a real MNIST test digit, placed by the code the autoencoder "
+                    f"`{checkpoint.describe()}` gives it ({plane}). Draw a digit to see where yours lands; "
+                    "**click anywhere on the map** to decode that point.")
+        marks = gr.State({})
+        with gr.Row():
+            with gr.Column(scale=1):
+                pad = sketchpad("Draw a digit")
+            with gr.Column(scale=2):
+                shown_map = gr.Image(with_markers(found), interactive=False, format="png", elem_id="latent-map",
+                                     label="Latent map: MNIST test digits' codes, coloured by digit", height=500,
+                                     buttons=[])
+            with gr.Column(scale=1):
+                decoded = gr.Image(label="Decoded at the click", height=240, width=240,
+                                   interactive=False, format="png", elem_id="decoded")
+        run = bind(place, models, examples)  # (canvas, marks)
+        pad.change(run, [pad, marks], [shown_map, marks], api_visibility="private", trigger_mode="always_last",
+                   show_progress="hidden")
+        def clicked(marks_now: dict, evt: gr.SelectData):  # a closure: Gradio finds SelectData by annotation
+            return decode_click(models, examples, marks_now, evt)
+
+        shown_map.select(clicked, marks, [shown_map, decoded, marks], api_visibility="private",
+                         show_progress="hidden")
+        example_buttons(pad, examples, then=(run, [pad, marks], [shown_map, marks]))
     return tab
 
 
@@ -345,15 +481,16 @@ def reconstruct_tab(models: Models, examples: dict[int, torch.Tensor]) -> gr.Tab
 
 
 def build_demo(models: Models, examples: dict[int, torch.Tensor] | None = None) -> gr.Blocks:
-    """The Gradio app: Classify, Interpolate and Reconstruct tabs over the loaded checkpoints."""
+    """The Gradio app: Classify, Interpolate, Explore and Reconstruct tabs over the loaded checkpoints."""
     examples = load_examples() if examples is None else examples
     with gr.Blocks(title="latent-digits-lab demo") as demo:
         gr.Markdown("# latent-digits-lab\nDraw a digit, black on white, the way MNIST's writers did. The drawing is "
                     "cropped to its ink, scaled to 20 px and centred by its centre of mass in 28x28, as MNIST was "
-                    f"made. Checkpoints from `{models.source}`.")
+                    f"made. Checkpoints from `{models.name}`.")
         if models.skipped:
             gr.Markdown("**Skipped checkpoints** (not loadable):\n" + "\n".join(f"- `{m}`" for m in models.skipped))
-        tabs = [classify_tab(models, examples), interpolate_tab(models, examples), reconstruct_tab(models, examples)]
+        tabs = [classify_tab(models, examples), interpolate_tab(models, examples), explore_tab(models, examples),
+                reconstruct_tab(models, examples)]
         demo.load(None, js=SELECT_BRUSH)
         for tab in tabs:
             tab.select(None, js=SELECT_BRUSH)

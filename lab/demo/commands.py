@@ -1,4 +1,5 @@
-"""The demo's commands of `python -m lab`: example digits, accuracy on redrawn digits, shipped weights, the Hub.
+"""The demo's commands of `python -m lab`: example digits, accuracy on redrawn digits, the unsure rule, shipped
+weights, the Hub.
 
 Each command's parser sits beside its handler; lab/__main__.py registers DEMO_COMMANDS. Only argparse and the
 lab's path and option helpers are imported here; each handler imports what it uses.
@@ -31,11 +32,12 @@ def cmd_demo_examples(args: argparse.Namespace) -> int:
 
 
 def add_demo_examples(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo-examples", help="save real MNIST test digits for the demo's example buttons",
+    p = sub.add_parser("demo-examples", help="save real MNIST test digits for the demo's example buttons and map",
                        description="Save the first digits of each class of the MNIST test set as safetensors, "
-                                   "for the demo's example buttons (the Space has no dataset).")
+                                   "for the demo's example buttons and its latent map (the Space has no dataset).")
     p.add_argument("--out", default=str(paths.DEMO_DIR / paths.EXAMPLES_FILE))
-    p.add_argument("--per-class", type=int, default=5)
+    p.add_argument("--per-class", type=int, default=100,
+                   help="digits of each class (default: 100; the latent map shows them all)")
     add_data_dir(p)
     p.set_defaults(func=cmd_demo_examples)
 
@@ -66,10 +68,10 @@ def cmd_demo_accuracy(args: argparse.Namespace) -> int:
     classifier = demo_classifier(args.checkpoint)
     dataset = load_dataset("mnist", paths.data_dir(args.data_dir))
     images, labels = sample_digits(dataset.test.images, dataset.test.labels, args.digits, args.seed)
-    print(f"{classifier.describe()}: classifying {args.digits} MNIST test digits redrawn on a {CANVAS_SIDE} px "
-          f"canvas, one call each (canvas_to_mnist + probabilities, {args.threads} thread)")
-    result = canvas_accuracy(classifier, images, labels, seed=args.seed)
-    result |= {"checkpoint": classifier.run_id, "seed": args.seed, "threads": args.threads}
+    print(f"{classifier.describe()}: classifying {args.digits} MNIST test digits redrawn ({args.style}) on a "
+          f"{CANVAS_SIDE} px canvas, one call each (canvas_to_mnist + probabilities, {args.threads} thread)")
+    result = canvas_accuracy(classifier, images, labels, seed=args.seed, style=args.style)
+    result |= {"checkpoint": classifier.run_id, "seed": args.seed, "threads": args.threads, "style": args.style}
     print(f"accuracy {result['accuracy']:.2%} ({len(result['wrong'])} wrong of {result['digits']}); "
           f"latency per call p50 {result['latency_p50_ms']:.2f} ms, p95 {result['latency_p95_ms']:.2f} ms")
     if args.json:
@@ -77,7 +79,7 @@ def cmd_demo_accuracy(args: argparse.Namespace) -> int:
         print(f"  results: {args.json}")
     if args.figure:
         Path(args.figure).parent.mkdir(parents=True, exist_ok=True)
-        accuracy_figure(images, labels, classifier, args.figure, seed=args.seed)
+        accuracy_figure(images, labels, classifier, args.figure, seed=args.seed, style=args.style)
         print(f"  figure: {args.figure}")
     return 0 if not args.min_accuracy or result["accuracy"] >= args.min_accuracy else 1
 
@@ -90,12 +92,62 @@ def add_demo_accuracy(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", help="classifier run folder (default: the best in demo/checkpoints)")
     p.add_argument("--digits", type=int, default=2000, help="test digits to redraw (default: 2000)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--style", choices=("pen", "brush"), default="pen",
+                   help="pen: the digit's own strokes thickened or thinned; brush: its skeleton drawn again with a "
+                        "round brush of one width, tilted, as a mouse draws (default: pen)")
     p.add_argument("--threads", type=int, default=1, help="torch threads, as the demo uses (default: 1)")
     p.add_argument("--json", help="also write the results to this JSON file")
     p.add_argument("--figure", help="also save a figure of redrawn digits and the answers (PNG)")
     p.add_argument("--min-accuracy", type=float, default=0.0, help="exit 1 below this accuracy, e.g. 0.98")
     add_data_dir(p)
     p.set_defaults(func=cmd_demo_accuracy)
+
+
+# ------------------------------------------------------------------------------------------------ demo-unsure
+
+def cmd_demo_unsure(args: argparse.Namespace) -> int:
+    import torch
+
+    from lab.data import load_dataset
+    from lab.demo.unsure import TARGET_FALSE_ALARM, UNSURE_FILE, measure
+    from lab.run_folder import write_json
+    torch.set_num_threads(args.threads)
+    false_alarm = TARGET_FALSE_ALARM if args.false_alarm is None else args.false_alarm
+    classifier = demo_classifier(args.checkpoint)
+    root = paths.data_dir(args.data_dir)
+    mnist, fashion = load_dataset("mnist", root), load_dataset("fashion_mnist", root)
+    print(f"{classifier.describe()}: choosing the unsure threshold for a {false_alarm:.1%} false-alarm rate on "
+          f"{args.digits} redrawn validation digits, then measuring it")
+    result = measure(classifier, mnist, fashion, args.digits, args.non_digits, args.seed, false_alarm)
+    print(f"unsure when the top probability is below {result['threshold']:.4f}; it fires on")
+    for name, rate in result["rates"].items():
+        refused = f", {rate['refused']} refused by the canvas" if rate["refused"] else ""
+        counts = f"{rate['flagged']} of {rate['classified']}{refused}"
+        print(f"  {name.replace('_', ' '):18} {rate['rate']:6.1%}  ({counts})")
+    out = Path(args.out) if args.out else classifier.folder / UNSURE_FILE
+    write_json(out, result)
+    print(f"  written: {out}")
+    return 0
+
+
+def add_demo_unsure(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo-unsure", help="measure the demo's 'unsure' rule and write its threshold for the app",
+                       description="Choose the threshold of the demo's unsure rule (top probability below it) on "
+                                   "redrawn MNIST validation digits, measure how often it fires on redrawn test "
+                                   "digits and on non-digits (Fashion-MNIST, scribbles, letters, two digits), and "
+                                   "write the result into the classifier's run folder, where the app reads it.")
+    p.add_argument("--checkpoint", help="classifier run folder (default: the best in demo/checkpoints)")
+    p.add_argument("--digits", type=int, default=2000, help="validation and test digits, each (default: 2000)")
+    p.add_argument("--non-digits", type=int, default=1000, help="drawings of each non-digit kind (default: 1000)")
+    p.add_argument("--false-alarm", type=float, help="target rate on validation digits (default: 2%%)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--style", choices=("pen", "brush"), default="pen",
+                   help="pen: the digit's own strokes thickened or thinned; brush: its skeleton drawn again with a "
+                        "round brush of one width, tilted, as a mouse draws (default: pen)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads, as the demo uses (default: 1)")
+    p.add_argument("--out", help="where to write the JSON (default: unsure.json in the classifier's run folder)")
+    add_data_dir(p)
+    p.set_defaults(func=cmd_demo_unsure)
 
 
 # ------------------------------------------------------------------------------------------------ ship-demo-weights
@@ -181,5 +233,5 @@ def add_push_model(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_push_model)
 
 
-DEMO_COMMANDS = (add_demo_examples, add_demo_accuracy, add_ship_demo_weights, add_space, add_push_space,
-                 add_push_model)
+DEMO_COMMANDS = (add_demo_examples, add_demo_accuracy, add_demo_unsure, add_ship_demo_weights, add_space,
+                 add_push_space, add_push_model)

@@ -118,7 +118,7 @@ def _request(client, endpoint: str, rng: random.Random, files: list[tuple[Path, 
     """Send one request to an endpoint; for classify, whether it read the digit right."""
     path, digit = rng.choice(files)
     if endpoint == "classify":
-        _, label, _ = client.predict(_pad(path), None, api_name="/classify")
+        label = client.predict(_pad(path), None, api_name="/classify")[1]  # (seen, label, bars, why, verdict)
         return label["label"] == str(digit)
     if endpoint == "reconstruct":
         _, _, mse = client.predict(_pad(path), None, api_name="/reconstruct")

@@ -1,0 +1,40 @@
+"""Why this digit: a saliency map of the predicted class over the 28x28 input, from the classifier checkpoint itself.
+
+The map is the gradient of the predicted class's logit with respect to the input pixels (Simonyan et al., 2014):
+a bright pixel is one whose change would move that score most. One forward and one backward pass of the demo's
+small CNN, so the probabilities come from the same pass and the live path stays a single call.
+"""
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+SMOOTH = 3  # px: a box blur of the gradient's magnitude, so the map reads as regions rather than speckle
+SHARPEN = 2  # the map is raised to this power: the strongest pixels stand out of the faint spread around them
+OVERLAY = (1.0, 0.25, 0.0)  # the map's colour (RGB in [0, 1]): orange-red over the grey digit
+STRENGTH = 0.85  # how opaque the map is where it is strongest
+DIGIT_GREY = 0.6  # the digit's white is dimmed to this grey, so the colour stands out on it
+HOW_TO_READ = ("Orange marks the pixels whose change would most move the score of the predicted digit: where the "
+               "model looks. It is the gradient of that digit's score with respect to each of the 28x28 pixels.")
+
+
+def saliency(classifier, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(28, 28) image in [0, 1] -> (probabilities (10,), saliency (28, 28) in [0, 1]) for the predicted class."""
+    x = classifier._input(image[None]).detach().requires_grad_(True)  # (1, 1, 28, 28), normalised as in training
+    with torch.enable_grad():
+        logits = classifier.model(x)[0]  # (10,)
+        # autograd.grad, not backward: nothing accumulates in the weights' .grad, which concurrent requests share
+        (grad,) = torch.autograd.grad(logits[logits.argmax()], x)
+    grad = grad[0].abs()  # (1, 28, 28)
+    grad = F.avg_pool2d(grad[None], SMOOTH, stride=1, padding=SMOOTH // 2, count_include_pad=False)[0, 0]
+    peak = grad.max()
+    return logits.detach().softmax(0), (grad / peak if peak > 0 else grad) ** SHARPEN
+
+
+def overlay(image: torch.Tensor, heat: torch.Tensor, scale: int) -> np.ndarray:
+    """The digit in grey with the saliency map blended over it -> (28*scale, 28*scale, 3) uint8, crisp pixels."""
+    grey = image.clamp(0, 1)[..., None].expand(28, 28, 3) * DIGIT_GREY  # (28, 28, 3): the digit, dimmed
+    alpha = (heat.clamp(0, 1) * STRENGTH)[..., None]  # (28, 28, 1)
+    rgb = grey * (1 - alpha) + torch.tensor(OVERLAY) * alpha
+    pixels = (rgb * 255).round().to(torch.uint8)
+    return pixels.repeat_interleave(scale, 0).repeat_interleave(scale, 1).numpy()
