@@ -83,12 +83,17 @@ def probabilities(checkpoint: Checkpoint, images: torch.Tensor) -> torch.Tensor:
     return torch.cat([checkpoint.probabilities(b) for b in images.split(1000)])
 
 
+def confident_mistakes(probs: torch.Tensor, labels: torch.Tensor, n: int) -> torch.Tensor:
+    """Indices of the (at most n) wrongly predicted images, the most confident first: probs (N, 10), labels (N,)."""
+    wrong = torch.nonzero(probs.argmax(1) != labels).flatten()
+    return wrong[torch.argsort(-probs[wrong].max(1).values)][:n]
+
+
 def classifier_artifacts(checkpoint: Checkpoint, test: Split, settings: dict[str, float]) -> dict[str, np.ndarray]:
     """The best classifier's test predictions, probabilities, most confident mistakes and augmented answers."""
     probs = probabilities(checkpoint, as_float(test.images))
     predicted, labels = probs.argmax(1), test.labels
-    wrong = torch.nonzero(predicted != labels).flatten()
-    wrong = wrong[torch.argsort(-probs[wrong].max(1).values)][:MISTAKES]
+    wrong = confident_mistakes(probs, labels, MISTAKES)
     shown = first_of_each(labels, tuple(range(AUGMENT_DIGITS)))
     copies = augment(test.images[shown], AUGMENT_DRAWS, settings)
     n = AUGMENT_ACCURACY_DIGITS

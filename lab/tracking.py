@@ -25,7 +25,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from lab.config import TRACKERS, ConfigError, RunConfig, flatten, run_id, to_dict
 from lab.run_folder import TRACKING_FOLDER, write_json
@@ -215,13 +214,12 @@ def _grid(images: np.ndarray, titles: list[str], columns: int) -> np.ndarray:
 
 def mistakes_picture(checkpoint, test) -> tuple[np.ndarray, str]:
     """The test digits a classifier gets wrong, most confident first, titled 'true→predicted probability'."""
-    from lab.artifacts import as_float, probabilities
+    from lab.artifacts import as_float, confident_mistakes, probabilities
     probs = probabilities(checkpoint, as_float(test.images))  # (N, 10)
     predicted = probs.argmax(1)
-    wrong = torch.nonzero(predicted != test.labels).flatten()
-    wrong = wrong[torch.argsort(-probs[wrong].max(1).values)][:MISTAKES_SHOWN]
+    wrong = confident_mistakes(probs, test.labels, MISTAKES_SHOWN)
     titles = [f"{test.labels[i]}→{predicted[i]} {probs[i].max():.2f}" for i in wrong.tolist()]
-    caption = (f"{len(torch.nonzero(predicted != test.labels))} of {len(test)} test digits wrong; the "
+    caption = (f"{int((predicted != test.labels).sum())} of {len(test)} test digits wrong; the "
                f"{len(wrong)} most confident, titled true→predicted and its probability")
     return _grid(test.images[wrong].numpy(), titles, columns=8), caption
 

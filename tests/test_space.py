@@ -21,6 +21,7 @@ from safetensors.torch import load_file
 from lab import paths
 from lab.demo.canvas import mnist_to_canvas
 from lab.demo.hub import APP_FILE, assemble_space
+from lab.tools.loadtest import LoadError, wait_for_app
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
@@ -57,18 +58,10 @@ def start_space(python: Path, space: Path, log: Path) -> tuple[subprocess.Popen,
     env = clean_env(SPACE_ENV | {"GRADIO_SERVER_PORT": str(port)})
     proc = subprocess.Popen([str(python), APP_FILE], cwd=space, env=env, stdout=open(log, "w"),
                             stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + START_SECONDS
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"the Space's app exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return proc, url
-        except OSError:
-            time.sleep(0.5)
-    stop_app(proc)
-    pytest.fail(f"the Space's app did not answer within {START_SECONDS} s:\n{log.read_text()[-4000:]}")
+    try:
+        return proc, wait_for_app(proc, f"http://127.0.0.1:{port}/", log, START_SECONDS)
+    except LoadError as error:
+        pytest.fail(f"the Space's app: {str(error)[-4000:]}")
 
 
 def argument(parameter: dict, drawing: dict):

@@ -162,14 +162,11 @@ def tracked(tmp_path_factory, data_root):
     for name, text in (("tracked_cls", CLASSIFIER), ("tracked_ae", AUTOENCODER)):
         files.append(out / f"{name}.toml")
         files[-1].write_text(text)
-    saved = {k: os.environ.get(k) for k in OFFLINE}
-    os.environ.update(OFFLINE)
-    try:
+    with pytest.MonkeyPatch.context() as patch:  # module-scoped, so not the function-scoped monkeypatch fixture
+        for key, value in OFFLINE.items():
+            patch.setenv(key, value)
         code = main(["sweep", *map(str, files), "--runs-dir", str(out / "runs"), "--results-dir", str(out / "results"),
                      "--data-dir", str(data_root), "--no-progress", "--threads", "1", "--track", *TRACKERS])
-    finally:
-        for k, v in saved.items():
-            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
     assert code == 0
     return out, [(load_sweep(f).name, r.run_id) for f in files for r in load_sweep(f).unique_runs()]
 

@@ -92,15 +92,20 @@ def add_demo_accuracy(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", help="classifier run folder (default: the best in demo/checkpoints)")
     p.add_argument("--digits", type=int, default=2000, help="test digits to redraw (default: 2000)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--style", choices=("pen", "brush"), default="pen",
-                   help="pen: the digit's own strokes thickened or thinned; brush: its skeleton drawn again with a "
-                        "round brush of one width, tilted, as a mouse draws (default: pen)")
+    add_style(p)
     p.add_argument("--threads", type=int, default=1, help="torch threads, as the demo uses (default: 1)")
     p.add_argument("--json", help="also write the results to this JSON file")
     p.add_argument("--figure", help="also save a figure of redrawn digits and the answers (PNG)")
     p.add_argument("--min-accuracy", type=float, default=0.0, help="exit 1 below this accuracy, e.g. 0.98")
     add_data_dir(p)
     p.set_defaults(func=cmd_demo_accuracy)
+
+
+def add_style(p: argparse.ArgumentParser) -> None:
+    """--style: how test digits are redrawn (the keys of lab.demo.redraw.REDRAWS, named here to keep --help fast)."""
+    p.add_argument("--style", choices=("pen", "brush"), default="pen",
+                   help="pen: the digit's own strokes thickened or thinned; brush: its skeleton drawn again with a "
+                        "round brush of one width, tilted, as a mouse draws (default: pen)")
 
 
 # ------------------------------------------------------------------------------------------------ demo-unsure
@@ -141,9 +146,6 @@ def add_demo_unsure(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--non-digits", type=int, default=1000, help="drawings of each non-digit kind (default: 1000)")
     p.add_argument("--false-alarm", type=float, help="target rate on validation digits (default: 2%%)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--style", choices=("pen", "brush"), default="pen",
-                   help="pen: the digit's own strokes thickened or thinned; brush: its skeleton drawn again with a "
-                        "round brush of one width, tilted, as a mouse draws (default: pen)")
     p.add_argument("--threads", type=int, default=1, help="torch threads, as the demo uses (default: 1)")
     p.add_argument("--out", help="where to write the JSON (default: unsure.json in the classifier's run folder)")
     add_data_dir(p)

@@ -53,14 +53,18 @@ def start_app(log: Path, *args: str, app: Path = APP, cwd: Path | None = None,
     out = open(log, "w")
     proc = subprocess.Popen([sys.executable, str(app), "--host", "127.0.0.1", "--port", str(port), *args],
                             cwd=cwd or app.parent, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
+    return proc, wait_for_app(proc, f"http://127.0.0.1:{port}/", log, timeout)
+
+
+def wait_for_app(proc: subprocess.Popen, url: str, log: Path, timeout: float) -> str:
+    """Poll url until the started app answers; LoadError (the app stopped) if it exits or stays silent."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise LoadError(f"the app exited with {proc.returncode}:\n{Path(log).read_text()}")
         try:
             with urllib.request.urlopen(url, timeout=2):
-                return proc, url
+                return url
         except OSError:
             time.sleep(0.5)
     stop_app(proc)
