@@ -1,6 +1,7 @@
 """Digits as a mouse draws them: each digit's skeleton redrawn with a round brush of one constant width.
 
-skeletons thins digits to 1-pixel centre lines (Zhang-Suen, vectorised over a batch, at twice MNIST's resolution);
+skeletons thins digits to 1-pixel centre lines (Zhang-Suen, vectorised over a batch, at twice MNIST's resolution),
+after hollowing out what MNIST filled in (the loop of a bold 9 inked solid), so that it is drawn as a loop again;
 stroke_points samples points densely along those lines; draw_strokes inks every pixel by its distance to the nearest
 point, a round brush with an anti-aliased edge, so a stroke is equally wide everywhere and its ends are round.
 brush_digits is the training augmentation: skeletons redrawn at a random width, sized and centred as MNIST's digits
@@ -13,6 +14,8 @@ import torch.nn.functional as F
 
 SKELETON_SCALE = 2  # skeletons are thinned at 2x MNIST's resolution (56 px), so centre lines sit to half a pixel
 INK_LEVEL = 0.5  # ink level of the upscaled digit that counts as stroke before thinning
+HOLLOW = 1.5  # ink deeper than HOLLOW x the digit's typical stroke half-width (+ 1 px) is a filled loop: cut out
+MAX_DEPTH = 24  # depths are counted to this many 56-px pixels from the edge: more than any MNIST stroke or blob
 LINK_STEPS = 4  # points per link between neighbouring skeleton pixels, a quarter of a skeleton pixel apart
 TRAIN_LINK_STEPS = 2  # in training, at 28 px, half a skeleton pixel apart (a quarter of an MNIST pixel) is enough
 FRAME, BOX, CENTRE = 28, 20, 14  # MNIST: 28 px images, digits sized to a 20 px box, centre of mass at index 14
@@ -66,14 +69,39 @@ def thin(mask: torch.Tensor, max_rounds: int = 64) -> torch.Tensor:
     return x.bool()
 
 
+def depth(mask: torch.Tensor, rounds: int = MAX_DEPTH) -> torch.Tensor:
+    """Each inked pixel's distance to the paper, in pixels (chessboard, 1 at the edge; 0 off the ink), of binary
+    images (N, H, W) bool -> (N, H, W) float: the times a 3x3 erosion keeps it, counted up to rounds."""
+    x = mask.float().unsqueeze(1)
+    found = torch.zeros_like(x)
+    for _ in range(rounds):
+        found += x
+        x = -F.max_pool2d(-x, 3, stride=1, padding=1)
+        if not x.any():
+            break
+    return found[:, 0]
+
+
+def hollow(mask: torch.Tensor) -> torch.Tensor:
+    """Binary digits (N, H, W) bool with their filled loops cut open: ink deeper than HOLLOW x the digit's stroke
+    half-width (+ 1 px) goes. A stroke's half-width is read off its ridge (the pixels at least as deep as their eight
+    neighbours), the median over the digit; a stroke as wide as that is never cut, a solid blob keeps a ring.
+    """
+    deep = depth(mask)
+    ridge = mask & (deep >= F.max_pool2d(deep.unsqueeze(1), 3, stride=1, padding=1)[:, 0])
+    half = torch.where(ridge, deep, torch.tensor(float("nan"))).flatten(1).nanmedian(1).values.nan_to_num(1.0)
+    return mask & (deep <= HOLLOW * half.view(-1, 1, 1) + 1)
+
+
 def skeletons(images: torch.Tensor, chunk: int = 2048) -> torch.Tensor:
-    """MNIST digits (N, 28, 28) uint8 -> skeletons (N, 56, 56) bool, thinned at SKELETON_SCALE x the resolution."""
+    """MNIST digits (N, 28, 28) uint8 -> skeletons (N, 56, 56) bool, thinned at SKELETON_SCALE x the resolution,
+    their filled loops hollowed first (hollow)."""
     side = FRAME * SKELETON_SCALE
     parts = [images.new_zeros((0, side, side), dtype=torch.bool)]
     for part in images.split(chunk):
         x = part.float().div(255.0).unsqueeze(1)  # (n, 1, 28, 28)
         x = F.interpolate(x, scale_factor=SKELETON_SCALE, mode="bilinear", align_corners=False)[:, 0]  # (n, 56, 56)
-        parts.append(thin(x > INK_LEVEL))
+        parts.append(thin(hollow(x > INK_LEVEL)))
     return torch.cat(parts)
 
 

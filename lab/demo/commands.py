@@ -60,20 +60,40 @@ def demo_classifier(checkpoint: str | None):
 def cmd_demo_accuracy(args: argparse.Namespace) -> int:
     import torch
 
+    from lab.checkpoints import load_checkpoint
     from lab.data import load_dataset
     from lab.demo.canvas import CANVAS_SIDE
-    from lab.demo.redraw import accuracy_figure, canvas_accuracy, sample_digits
+    from lab.demo.redraw import accuracy_figure, canvas_accuracy, mistakes_figure, sample_digits
     from lab.run_folder import write_json
     torch.set_num_threads(args.threads)
     classifier = demo_classifier(args.checkpoint)
+    other = load_checkpoint(args.also) if args.also else None  # before the long part: a bad path fails at once
     dataset = load_dataset("mnist", paths.data_dir(args.data_dir))
     images, labels = sample_digits(dataset.test.images, dataset.test.labels, args.digits, args.seed)
     print(f"{classifier.describe()}: classifying {args.digits} MNIST test digits redrawn ({args.style}) on a "
           f"{CANVAS_SIDE} px canvas, one call each (canvas_to_mnist + probabilities, {args.threads} thread)")
-    result = canvas_accuracy(classifier, images, labels, seed=args.seed, style=args.style)
+    result = canvas_accuracy(classifier, images, labels, seed=args.seed, style=args.style,
+                             keep_wrong=bool(args.mistakes))
+    seen = result.pop("wrong_seen", None)
     result |= {"checkpoint": classifier.run_id, "seed": args.seed, "threads": args.threads, "style": args.style}
     print(f"accuracy {result['accuracy']:.2%} ({len(result['wrong'])} wrong of {result['digits']}); "
           f"latency per call p50 {result['latency_p50_ms']:.2f} ms, p95 {result['latency_p95_ms']:.2f} ms")
+    if other is not None:  # the same seed redraws the same canvases for it
+        theirs = canvas_accuracy(other, images, labels, seed=args.seed, style=args.style)
+        both = sorted({w[0] for w in result["wrong"]} & {w[0] for w in theirs["wrong"]})
+        result["also"] = {"checkpoint": other.run_id, "accuracy": theirs["accuracy"], "wrong": theirs["wrong"],
+                          "both_wrong": both}
+        print(f"{other.describe()}: accuracy {theirs['accuracy']:.2%} ({len(theirs['wrong'])} wrong); "
+              f"wrong for both: {len(both)}")
+    if args.mistakes and not result["wrong"]:
+        print("  mistakes: none to show, no figure written")
+    elif args.mistakes:
+        Path(args.mistakes).parent.mkdir(parents=True, exist_ok=True)
+        mistakes_figure(images, result | {"wrong_seen": seen}, args.mistakes,
+                        f"{classifier.run_id}: the {len(result['wrong'])} of {result['digits']} MNIST test digits "
+                        f"({args.style} redraws, seed {args.seed}) it reads wrong; each digit over what it saw, "
+                        "and its answer")
+        print(f"  mistakes: {args.mistakes}")
     if args.json:
         write_json(Path(args.json), result)
         print(f"  results: {args.json}")
@@ -96,6 +116,10 @@ def add_demo_accuracy(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads, as the demo uses (default: 1)")
     p.add_argument("--json", help="also write the results to this JSON file")
     p.add_argument("--figure", help="also save a figure of redrawn digits and the answers (PNG)")
+    p.add_argument("--mistakes", help="also save a figure of every digit read wrong: the digit over what the "
+                                      "classifier saw of its redraw (PNG)")
+    p.add_argument("--also", metavar="CHECKPOINT",
+                   help="a second classifier on the same redraws: its accuracy and the digits both get wrong")
     p.add_argument("--min-accuracy", type=float, default=0.0, help="exit 1 below this accuracy, e.g. 0.98")
     add_data_dir(p)
     p.set_defaults(func=cmd_demo_accuracy)

@@ -123,29 +123,36 @@ REDRAWS = {"pen": redraw_digits, "brush": brush_redraw}  # how canvas_accuracy r
 
 
 def canvas_accuracy(classifier, images: torch.Tensor, labels: torch.Tensor, seed: int = 0,
-                    batch_size: int = 250, style: str = "pen") -> dict:
+                    batch_size: int = 250, style: str = "pen", keep_wrong: bool = False) -> dict:
     """Redraw digits as canvases (style: a key of REDRAWS) and classify each through canvas_to_mnist + the
     classifier, one canvas per call.
 
-    Returns the accuracy, the number of digits, and the per-call latency (canvas -> probabilities) p50/p95 in ms.
+    Returns the accuracy, the number of digits, the wrong ones as (index, label, predicted, top probability), and
+    the per-call latency (canvas -> probabilities) p50/p95 in ms; with keep_wrong also "wrong_seen", what the
+    classifier saw of each wrong one, (k, 28, 28) in [0, 1]. The same seed redraws the same canvases.
     """
     redraw = REDRAWS[style]
     generator = torch.Generator().manual_seed(seed)
-    correct, latencies, wrong = 0, [], []
+    correct, latencies, wrong, seen = 0, [], [], []
     for start in range(0, len(labels), batch_size):
         canvases = redraw(images[start:start + batch_size], generator).numpy()
         for i, canvas in enumerate(canvases):
             began = time.perf_counter()
-            probabilities = classifier.probabilities(canvas_to_mnist(canvas)[None])[0]  # one call, as the app
+            mnist = canvas_to_mnist(canvas)
+            probabilities = classifier.probabilities(mnist[None])[0]  # one call, as the app
             latencies.append(time.perf_counter() - began)
             predicted = int(probabilities.argmax())
             if predicted == int(labels[start + i]):
                 correct += 1
             else:
-                wrong.append((start + i, int(labels[start + i]), predicted))
+                wrong.append((start + i, int(labels[start + i]), predicted, round(float(probabilities.max()), 4)))
+                seen.append(torch.as_tensor(mnist))
     latency = latency_ms(latencies)
-    return {"accuracy": correct / len(labels), "digits": len(labels), "wrong": wrong,
-            "latency_p50_ms": latency["p50_ms"], "latency_p95_ms": latency["p95_ms"]}
+    result = {"accuracy": correct / len(labels), "digits": len(labels), "wrong": wrong,
+              "latency_p50_ms": latency["p50_ms"], "latency_p95_ms": latency["p95_ms"]}
+    if keep_wrong:
+        result["wrong_seen"] = torch.stack(seen) if seen else torch.zeros(0, 28, 28)
+    return result
 
 
 def sample_digits(images: torch.Tensor, labels: torch.Tensor, n: int, seed: int = 0,
@@ -183,4 +190,29 @@ def accuracy_figure(images: torch.Tensor, labels: torch.Tensor, classifier, path
     fig.suptitle(f"MNIST test digits {how} on a {CANVAS_SIDE} px canvas (top), what the classifier sees and its "
                  "answer", fontsize=9)
     fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+
+def mistakes_figure(images: torch.Tensor, result: dict, path, title: str, columns: int = 20) -> None:
+    """Each wrong digit of a canvas_accuracy(..., keep_wrong=True) result: the MNIST digit over what the classifier
+    saw of its redraw, titled label -> answer (its probability); images are the digits it measured. Saved to path."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    wrong = result["wrong"]
+    if not wrong:
+        raise ValueError("no wrong digits to show")
+    rows = -(-len(wrong) // columns)
+    fig, axes = plt.subplots(2 * rows, columns, figsize=(columns * 0.75, rows * 1.75), squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for k, (index, label, predicted, probability) in enumerate(wrong):
+        row, column = divmod(k, columns)
+        axes[2 * row, column].imshow(images[index], cmap="gray_r", vmin=0, vmax=255)
+        axes[2 * row, column].set_title(str(label), fontsize=8)
+        axes[2 * row + 1, column].imshow(result["wrong_seen"][k], cmap="gray_r", vmin=0, vmax=1)
+        axes[2 * row + 1, column].set_title(f"→{predicted} {probability:.2f}", fontsize=7, color="firebrick")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
     plt.close(fig)
