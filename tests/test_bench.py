@@ -179,3 +179,17 @@ def test_bench_names_the_run_the_kept_rows_came_from(tmp_path):
                                                  ["load"], env)
         bench.write_results(out, rows, trials, env)
         assert env["kept_from"]["date"] == "first"
+
+
+def test_latency_times_the_live_classify_with_its_saliency():
+    """The latency section times the shipped classifiers' plain and live (saliency) paths: rows, not speed."""
+    lines = []
+    rows = bench.bench_latency(5, torch.device("cpu"), paths.data_dir(None), lines.append)
+    measures = {(r["name"], r["measure"]): r for r in rows}
+    names = {name for name, _ in measures}
+    assert names and all(name.startswith("fast_cnn") for name in names)
+    for name in names:
+        live50, live95 = measures[name, "live_ms_p50"], measures[name, "live_ms_p95"]
+        assert 0 < live50["value"] <= live95["value"] and live50["n"] == 5
+        assert live50["low"] <= live50["value"] <= live50["high"]
+    assert any("live (with saliency)" in line and "p95" in line for line in lines)

@@ -454,7 +454,33 @@ def bench_latency(calls: int, device: torch.device, data_dir: Path, log) -> list
                          note="280x280 grey canvas -> canvas_to_mnist -> probabilities; low/high: min/max"))
         rows.append(_row(section, name, "classify_ms_p95", stats["p95_ms"], "ms", n=stats["n"]))
         log(f"  {name}: p50 {stats['p50_ms']:.2f} ms, p95 {stats['p95_ms']:.2f} ms over {calls} calls")
+        live = latency_ms(_time_live(checkpoint, canvas, calls))
+        rows.append(_row(section, name, "live_ms_p50", live["p50_ms"], "ms", low=live["min_ms"], high=live["max_ms"],
+                         n=live["n"], note="what each stroke costs: canvas_to_mnist -> probabilities and saliency "
+                                           "(one forward and backward pass) -> the overlay image; low/high: min/max"))
+        rows.append(_row(section, name, "live_ms_p95", live["p95_ms"], "ms", n=live["n"]))
+        log(f"  {name} live (with saliency): p50 {live['p50_ms']:.2f} ms, p95 {live['p95_ms']:.2f} ms "
+            f"(the demo aims at p95 under {LIVE_P95_MS:g} ms)")
     return rows
+
+
+LIVE_P95_MS = 5.0  # the demo's budget for one stroke's classify, server side (issue: under 5 ms p95)
+
+
+def _time_live(checkpoint, canvas, calls: int) -> list[float]:
+    """Seconds of the demo's live classify compute per call, after 10 warm-up calls: canvas -> 28x28 input ->
+    probabilities and saliency in one pass -> the overlay image the app shows."""
+    from lab.demo.canvas import canvas_to_mnist
+    from lab.demo.explain import overlay, saliency
+    times = []
+    for _ in range(calls + 10):
+        t0 = time.perf_counter()
+        image = torch.as_tensor(canvas_to_mnist(canvas))
+        probabilities, heat = saliency(checkpoint, image)
+        overlay(image, heat, 8)
+        probabilities.tolist()
+        times.append(time.perf_counter() - t0)
+    return times[10:]
 
 
 def bench_load(clients: int, requests: int, log) -> list[dict]:
