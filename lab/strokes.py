@@ -1,7 +1,8 @@
 """Digits as a mouse draws them: each digit's skeleton redrawn with a round brush of one constant width.
 
 skeletons thins digits to 1-pixel centre lines (Zhang-Suen, vectorised over a batch, at twice MNIST's resolution),
-after hollowing out what MNIST filled in (the loop of a bold 9 inked solid), so that it is drawn as a loop again;
+after hollowing out what MNIST filled in (the loop of a bold 9 inked solid), so that it is drawn as a loop again; a
+faint digit is taken at a lower ink level (ink_masks), so that it is drawn whole, not as the dots its darkest ink is;
 stroke_points samples points densely along those lines; draw_strokes inks every pixel by its distance to the nearest
 point, a round brush with an anti-aliased edge, so a stroke is equally wide everywhere and its ends are round.
 brush_digits is the training augmentation: skeletons redrawn at a random width, sized and centred as MNIST's digits
@@ -9,11 +10,16 @@ were (the longer side 20 px, the centre of mass at the middle), which is what th
 of a drawing. Nothing here knows the demo: lab/demo/redraw.py draws the same strokes on the demo's canvas.
 """
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import ndimage
 
 SKELETON_SCALE = 2  # skeletons are thinned at 2x MNIST's resolution (56 px), so centre lines sit to half a pixel
-INK_LEVEL = 0.5  # ink level of the upscaled digit that counts as stroke before thinning
+INK_LEVELS = (0.5, 0.35, 0.2)  # ink levels of the upscaled digit that count as stroke before thinning: the highest
+# that leaves the digit in no more pieces than its faint ink (FAINT) is, so a faint digit is not broken into dots
+INK_LEVEL = INK_LEVELS[0]  # the level for most digits
+FAINT = 0.1  # ink above this level is part of the digit's drawing: its pieces are the pieces the stroke should have
 HOLLOW = 1.5  # ink deeper than HOLLOW x the digit's typical stroke half-width (+ 1 px) is a filled loop: cut out
 MAX_DEPTH = 24  # depths are counted to this many 56-px pixels from the edge: more than any MNIST stroke or blob
 LINK_STEPS = 4  # points per link between neighbouring skeleton pixels, a quarter of a skeleton pixel apart
@@ -69,6 +75,33 @@ def thin(mask: torch.Tensor, max_rounds: int = 64) -> torch.Tensor:
     return x.bool()
 
 
+BATCH_APART = np.zeros((3, 3, 3), dtype=bool)
+BATCH_APART[1] = True  # 8-connected within an image, never across images of a batch
+
+
+def pieces(mask: torch.Tensor) -> torch.Tensor:
+    """The number of 8-connected pieces of each binary image (N, H, W) bool -> (N,) long."""
+    if not len(mask):
+        return torch.zeros(0, dtype=torch.long)
+    label, _ = ndimage.label(mask.cpu().numpy(), structure=BATCH_APART)  # numbered in raster order, image by image
+    last = torch.from_numpy(label.reshape(len(label), -1).max(1, initial=0)).long().cummax(0).values
+    return last - torch.cat([last.new_zeros(1), last[:-1]])
+
+
+def ink_masks(x: torch.Tensor) -> torch.Tensor:
+    """Upscaled digits (N, H, W) in [0, 1] -> their strokes (N, H, W) bool: ink above the highest of INK_LEVELS
+    that keeps each digit in no more pieces than its ink above FAINT (the lowest level otherwise)."""
+    whole = pieces(x > FAINT)
+    chosen = x > INK_LEVELS[-1]
+    settled = torch.zeros(len(x), dtype=torch.bool)
+    for level in INK_LEVELS[:-1]:
+        mask = x > level
+        fits = ~settled & (pieces(mask) <= whole)
+        chosen[fits] = mask[fits]
+        settled |= fits
+    return chosen
+
+
 def depth(mask: torch.Tensor, rounds: int = MAX_DEPTH) -> torch.Tensor:
     """Each inked pixel's distance to the paper, in pixels (chessboard, 1 at the edge; 0 off the ink), of binary
     images (N, H, W) bool -> (N, H, W) float: the times a 3x3 erosion keeps it, counted up to rounds."""
@@ -94,14 +127,14 @@ def hollow(mask: torch.Tensor) -> torch.Tensor:
 
 
 def skeletons(images: torch.Tensor, chunk: int = 2048) -> torch.Tensor:
-    """MNIST digits (N, 28, 28) uint8 -> skeletons (N, 56, 56) bool, thinned at SKELETON_SCALE x the resolution,
-    their filled loops hollowed first (hollow)."""
+    """MNIST digits (N, 28, 28) uint8 -> skeletons (N, 56, 56) bool, thinned at SKELETON_SCALE x the resolution:
+    the ink of each (ink_masks, at a level that keeps it whole), its filled loops hollowed (hollow), then thinned."""
     side = FRAME * SKELETON_SCALE
     parts = [images.new_zeros((0, side, side), dtype=torch.bool)]
     for part in images.split(chunk):
         x = part.float().div(255.0).unsqueeze(1)  # (n, 1, 28, 28)
         x = F.interpolate(x, scale_factor=SKELETON_SCALE, mode="bilinear", align_corners=False)[:, 0]  # (n, 56, 56)
-        parts.append(thin(hollow(x > INK_LEVEL)))
+        parts.append(thin(hollow(ink_masks(x))))
     return torch.cat(parts)
 
 
