@@ -7,6 +7,8 @@ it loads the small weights shipped in demo/checkpoints/ (made by `make demo-weig
 """
 
 import argparse
+import hashlib
+import io
 import os
 import sys
 from collections.abc import Callable
@@ -43,7 +45,7 @@ from lab.demo.explain import HOW_TO_READ, saliency  # noqa: E402
 from lab.demo.explain import overlay as saliency_overlay  # noqa: E402
 from lab.demo.latent_map import LatentMap, build_map, with_markers  # noqa: E402
 from lab.demo.unsure import is_unsure, read_measurement  # noqa: E402
-from lab.run_folder import best_first, is_done  # noqa: E402
+from lab.run_folder import best_first, is_done, write_atomic  # noqa: E402
 
 DEFAULT_CHECKPOINTS = HERE / paths.CHECKPOINTS_FOLDER
 EXAMPLES_FILE = HERE / paths.EXAMPLES_FILE  # real MNIST test digits, made by `make demo-weights`
@@ -118,6 +120,36 @@ def show(image: torch.Tensor) -> np.ndarray:
     """(..., 28, W) floats in [0, 1] -> uint8 pixels SHOW_SCALE times larger, for gr.Image."""
     pixels = (image.squeeze().clamp(0, 1) * 255).round().to(torch.uint8)
     return pixels.repeat_interleave(SHOW_SCALE, 0).repeat_interleave(SHOW_SCALE, 1).numpy()
+
+
+def cache_png(pixels: np.ndarray, folder: str | Path) -> str:
+    """Pixels (H, W) or (H, W, 3) uint8 as a PNG in folder/<its content's hash>/image.png, written once, atomically;
+    its path. Gradio's own cache rewrites such a file in place on every answer, so two identical answers at once
+    could cut one user's download of it short; a file written once and renamed into place is always whole."""
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="png")
+    data = buffer.getvalue()
+    path = Path(folder) / hashlib.sha256(data).hexdigest()[:32] / "image.png"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, lambda tmp: tmp.write_bytes(data), durable=False)
+    return str(path)
+
+
+def picture(value: np.ndarray | None = None, **kwargs) -> gr.Image:
+    """An output image (PNG, not editable) whose answers reach Gradio's cache through cache_png. Its postprocess is
+    set on the instance, as checked_preprocess is on a Sketchpad, not in a subclass (which makes Gradio write a .pyi
+    beside the app); the value it is built with is written once, at start, Gradio's own way."""
+    image = gr.Image(value, interactive=False, format="png", **kwargs)
+    postprocess = image.postprocess
+
+    def cached(answer):
+        if isinstance(answer, np.ndarray):
+            answer = cache_png(answer, image.GRADIO_CACHE)  # in the cache already: Gradio serves it as it is
+        return postprocess(answer)
+
+    image.postprocess = cached
+    return image
 
 
 def strip(images: torch.Tensor) -> torch.Tensor:
@@ -374,10 +406,8 @@ def classify_tab(models: Models, examples: dict[int, torch.Tensor]) -> gr.Tab:
                 button = gr.Button("Classify", variant="secondary")  # for API clients; drawing needs no button
             with gr.Column():
                 with gr.Row():
-                    seen = gr.Image(label="What the model sees (28x28)", height=240, width=240,
-                                    interactive=False, format="png")
-                    why = gr.Image(label="Why this digit", height=240, width=240, interactive=False, format="png",
-                                   elem_id="why")
+                    seen = picture(label="What the model sees (28x28)", height=240, width=240)
+                    why = picture(label="Why this digit", height=240, width=240, elem_id="why")
                 gr.Markdown(HOW_TO_READ)
                 line = gr.Markdown(elem_id="verdict")
                 top = gr.Label(num_top_classes=3, label="Prediction")
@@ -415,9 +445,8 @@ def interpolate_tab(models: Models, examples: dict[int, torch.Tensor]) -> gr.Tab
             steps = gr.Slider(STEPS[0], STEPS[1], value=8, step=1, label="Steps")
             autoencoder = picker(models.autoencoders, "autoencoder")
         go = gr.Button("Interpolate", variant="primary")
-        latent_strip = gr.Image(label="Decoded along the straight line between the latent codes",
-                                interactive=False, format="png")
-        pixel_strip = gr.Image(label="Pixel-space cross-fade, for contrast", interactive=False, format="png")
+        latent_strip = picture(label="Decoded along the straight line between the latent codes")
+        pixel_strip = picture(label="Pixel-space cross-fade, for contrast")
         run = bind(interpolate, models, examples)  # (start_canvas, end_canvas, start, end, steps, autoencoder)
         go.click(run, [start_pad, end_pad, start, end, steps, autoencoder], [latent_strip, pixel_strip],
                  api_name="interpolate")
@@ -442,12 +471,10 @@ def explore_tab(models: Models, examples: dict[int, torch.Tensor]) -> gr.Tab:
             with gr.Column(scale=1):
                 pad = sketchpad("Draw a digit")
             with gr.Column(scale=2):
-                shown_map = gr.Image(with_markers(found), interactive=False, format="png", elem_id="latent-map",
-                                     label="Latent map: MNIST test digits' codes, coloured by digit", height=500,
-                                     buttons=[])
+                shown_map = picture(with_markers(found), elem_id="latent-map", height=500, buttons=[],
+                                    label="Latent map: MNIST test digits' codes, coloured by digit")
             with gr.Column(scale=1):
-                decoded = gr.Image(label="Decoded at the click", height=240, width=240,
-                                   interactive=False, format="png", elem_id="decoded")
+                decoded = picture(label="Decoded at the click", height=240, width=240, elem_id="decoded")
         run = bind(place, models, examples)  # (canvas, marks)
         pad.change(run, [pad, marks], [shown_map, marks], api_visibility="private", trigger_mode="always_last",
                    show_progress="hidden")
@@ -470,8 +497,8 @@ def reconstruct_tab(models: Models, examples: dict[int, torch.Tensor]) -> gr.Tab
                 button = gr.Button("Reconstruct", variant="primary")
             with gr.Column():
                 with gr.Row():
-                    digit = gr.Image(label="Your digit (28x28)", interactive=False, format="png")
-                    output = gr.Image(label="Reconstruction", interactive=False, format="png")
+                    digit = picture(label="Your digit (28x28)")
+                    output = picture(label="Reconstruction")
                 mse = gr.Number(label="MSE per pixel", interactive=False)
         run = bind(reconstruct, models)  # (canvas, autoencoder), the API's parameters
         inputs, outputs = [pad, autoencoder], [digit, output, mse]

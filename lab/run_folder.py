@@ -26,14 +26,16 @@ RUN_FILES = (CONFIG_FILE, WEIGHTS_FILE, HISTORY_FILE, METRICS_FILE)  # what a fi
 TEMP_FILE_PATTERN = re.compile(r"^\.(.+)\.[a-z0-9_]{8}\.tmp$")
 
 
-def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Write through a temp file in the same folder, then rename: a reader sees the old file or the new one."""
+def write_atomic(path: Path, write: Callable[[Path], None], durable: bool = True) -> None:
+    """Write through a temp file in the same folder, then rename: a reader sees the old file or the new one.
+    durable: flush it to disk first, so a crash cannot leave the new name on an empty file (not needed for a cache)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         write(Path(tmp))
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
+        if durable:
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

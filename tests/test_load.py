@@ -97,9 +97,9 @@ def test_a_full_queue_refuses_with_a_message_and_recovers(monkeypatch, tmp_path)
         path = tmp_path / "seven.png"
         Image.fromarray(mnist_to_canvas(demo_app.load_examples()[7][0])).save(path)
         drawing = {"background": None, "layers": [], "composite": handle_file(str(path))}
-        # The clients leave the output images on the server: gradio rewrites a cached image in place, so two
-        # identical answers at once can cut each other's download short, and the queue is what is tested here.
-        clients = [Client(demo.local_url, verbose=False, download_files=False) for _ in range(10)]
+        # Each client downloads its answer's images: identical answers at once share one cached file, which the
+        # app writes once (demo/app.py cache_png), so no download is cut short (gradio's own cache rewrites it)
+        clients = [Client(demo.local_url, verbose=False) for _ in range(10)]
         answers: list[str] = []
 
         def ask(client: Client) -> None:
