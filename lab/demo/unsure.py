@@ -10,6 +10,7 @@ run folder, where the app reads the threshold: the number lives in that file onl
 
 import json
 import string
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -46,36 +47,39 @@ def top_probabilities(classifier, canvases: np.ndarray) -> np.ndarray:
     return out
 
 
-def scribbles(n: int, generator: torch.Generator, side: int = CANVAS_SIDE) -> np.ndarray:
-    """n canvases of random strokes drawn with the demo's round brush: (n, side, side) uint8, black on white."""
+def _drawn(n: int, generator: torch.Generator, side: int,
+           draw_one: Callable[[ImageDraw.ImageDraw, np.random.Generator], None]) -> np.ndarray:
+    """n white canvases (n, side, side) uint8, each drawn on by draw_one with one random generator seeded from
+    generator, in turn."""
     rand = np.random.default_rng(int(torch.randint(2**31, (1,), generator=generator)))
     out = np.empty((n, side, side), np.uint8)
     for i in range(n):
         image = Image.new("L", (side, side), 255)
-        draw = ImageDraw.Draw(image)
+        draw_one(ImageDraw.Draw(image), rand)
+        out[i] = np.asarray(image)
+    return out
+
+
+def scribbles(n: int, generator: torch.Generator, side: int = CANVAS_SIDE) -> np.ndarray:
+    """n canvases of random strokes drawn with the demo's round brush: (n, side, side) uint8, black on white."""
+    def scribble(draw: ImageDraw.ImageDraw, rand: np.random.Generator) -> None:
         for _ in range(rand.integers(STROKES[0], STROKES[1] + 1)):
             points = rand.uniform(0.1 * side, 0.9 * side, size=(rand.integers(POINTS[0], POINTS[1] + 1), 2))
             draw.line([tuple(p) for p in points], fill=0, width=BRUSH_WIDTH, joint="curve")
             for x, y in points[[0, -1]]:  # round ends, as the brush's
                 draw.ellipse([x - BRUSH_WIDTH / 2, y - BRUSH_WIDTH / 2, x + BRUSH_WIDTH / 2, y + BRUSH_WIDTH / 2], 0)
-        out[i] = np.asarray(image)
-    return out
+    return _drawn(n, generator, side, scribble)
 
 
 def letters(n: int, generator: torch.Generator, side: int = CANVAS_SIDE) -> np.ndarray:
     """n canvases of a random capital letter (Pillow's own font) at a random size and place: (n, side, side) uint8."""
-    rand = np.random.default_rng(int(torch.randint(2**31, (1,), generator=generator)))
-    out = np.empty((n, side, side), np.uint8)
-    for i in range(n):
-        image = Image.new("L", (side, side), 255)
-        draw = ImageDraw.Draw(image)
+    def letter(draw: ImageDraw.ImageDraw, rand: np.random.Generator) -> None:
         font = ImageFont.load_default(size=int(rand.integers(*LETTER_SIZE)))
-        letter = string.ascii_uppercase[rand.integers(26)]
-        x0, y0, x1, y1 = draw.textbbox((0, 0), letter, font=font)
+        text = string.ascii_uppercase[rand.integers(26)]
+        x0, y0, x1, y1 = draw.textbbox((0, 0), text, font=font)
         x, y = rand.uniform(0, max(1, side - (x1 - x0))), rand.uniform(0, max(1, side - (y1 - y0)))
-        draw.text((x - x0, y - y0), letter, fill=0, font=font)
-        out[i] = np.asarray(image)
-    return out
+        draw.text((x - x0, y - y0), text, fill=0, font=font)
+    return _drawn(n, generator, side, letter)
 
 
 def two_digits(images: torch.Tensor, generator: torch.Generator) -> np.ndarray:
