@@ -13,7 +13,6 @@ of a drawing. Nothing here knows the demo: lab/demo/redraw.py draws the same str
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import ndimage
 
 SKELETON_SCALE = 2  # skeletons are thinned at 2x MNIST's resolution (56 px), so centre lines sit to half a pixel
 INK_LEVELS = (0.5, 0.35, 0.2)  # ink levels of the upscaled digit that count as stroke before thinning: the highest
@@ -81,6 +80,7 @@ BATCH_APART[1] = True  # 8-connected within an image, never across images of a b
 
 def pieces(mask: torch.Tensor) -> torch.Tensor:
     """The number of 8-connected pieces of each binary image (N, H, W) bool -> (N,) long."""
+    from scipy import ndimage  # here, not at the top: the demo's Space imports this module and has no scipy
     if not len(mask):
         return torch.zeros(0, dtype=torch.long)
     label, _ = ndimage.label(mask.cpu().numpy(), structure=BATCH_APART)  # numbered in raster order, image by image
