@@ -14,6 +14,7 @@ from lab import paths
 from lab.config import ConfigError, apply_overrides, default_config
 from lab.device import autocast_dtype
 from lab.report import benchmark
+from lab.report.benchmark import earlier_runs, measured_by
 from lab.tools import bench
 from lab.train import fit
 
@@ -170,15 +171,26 @@ def test_bench_keeps_the_sections_it_did_not_run(tmp_path):
     assert [t["section"] for t in trials] == ["accuracy"] and env["kept_sections"] == ["latency"]
 
 
-def test_bench_names_the_run_the_kept_rows_came_from(tmp_path):
+def test_bench_names_the_run_each_kept_section_came_from(tmp_path):
     out = tmp_path / "benchmark.csv"
-    bench.write_results(out, [bench._row("latency", "x", "classify_ms_p50", 2.0, "ms")], [], {"date": "first"})
-    for date in ("second", "third"):  # two partial runs of the load section after a full run
-        env = {"date": date}
-        rows, trials = bench.keep_other_sections(out, [bench._row("load", "y", "errors", 0, "requests")], [],
-                                                 ["load"], env)
+    rows = [bench._row("latency", "x", "classify_ms_p50", 2.0, "ms"), bench._row("accuracy", "z", "s", 9.0, "s")]
+    bench.write_results(out, rows, [], {"date": "first", "cpu": "A", "sections": ["latency", "accuracy"]})
+    runs = [("second", ["load"]), ("third", ["load"]), ("fourth", ["latency"]), ("fifth", ["tracking"])]
+    for date, sections in runs:  # partial runs after a full one
+        env = {"date": date, "cpu": "B", "sections": sections}
+        new = [bench._row(sections[0], "y", "m", 0, "s")]
+        rows, trials = bench.keep_other_sections(out, new, [], sections, env)
         bench.write_results(out, rows, trials, env)
-        assert env["kept_from"]["date"] == "first"
+    assert {section: source["date"] for section, source in env["kept_from"].items()} == {
+        "accuracy": "first", "latency": "fourth", "load": "third"}
+    assert env["kept_from"]["accuracy"]["cpu"] == "A" and env["kept_from"]["latency"]["cpu"] == "B"
+
+
+def test_bench_reads_the_older_one_run_provenance():
+    """Files written before provenance was kept per section named one run for all the kept sections."""
+    old = {"date": "third", "sections": ["latency"], "kept_sections": ["accuracy"], "kept_from": {"date": "first"}}
+    assert measured_by(old, "accuracy")["date"] == "first" and measured_by(old, "latency")["date"] == "third"
+    assert earlier_runs(old) == "accuracy on None (first)"
 
 
 def test_latency_times_the_live_classify_with_its_saliency():

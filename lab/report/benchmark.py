@@ -28,6 +28,30 @@ def default_out() -> Path:
     return paths.results_dir() / "benchmark.csv"
 
 
+PROVENANCE = ("date", "cpu", "device", "threads", "precision")  # what names the run a kept section's rows came from
+
+
+def measured_by(env: dict, section: str) -> dict:
+    """Which run measured section's rows in the files whose environment is env: that run itself, or, for a section
+    it kept from an earlier one, the earlier one ({date, cpu, device, threads, precision})."""
+    kept_from = env.get("kept_from") or {}
+    if section in env.get("kept_sections", []):
+        if isinstance(kept_from.get(section), dict):
+            return kept_from[section]
+        if "date" in kept_from:  # files written before provenance was kept per section named one run for all
+            return kept_from
+    return {k: env.get(k) for k in PROVENANCE}
+
+
+def earlier_runs(env: dict) -> str:
+    """The sections env's run kept from earlier runs, grouped by the run that measured them, for a reader."""
+    groups: dict[tuple, list[str]] = {}
+    for section in env.get("kept_sections", []):
+        source = measured_by(env, section)
+        groups.setdefault((source.get("cpu"), source.get("date")), []).append(section)
+    return "; ".join(f"{', '.join(sections)} on {cpu} ({str(date)[:10]})" for (cpu, date), sections in groups.items())
+
+
 def load_results(out: str | Path | None = None):
     """(summary, trials, environment) as written by the benchmark, or (None, None, None) when it has not run."""
     import pandas as pd

@@ -30,7 +30,15 @@ import torch.nn.functional as F
 
 from lab import paths
 from lab.cli import add_precision
-from lab.report.benchmark import SUMMARY_COLUMNS, TRIAL_COLUMNS, default_out, format_table, load_results, output_paths
+from lab.report.benchmark import (
+    SUMMARY_COLUMNS,
+    TRIAL_COLUMNS,
+    default_out,
+    format_table,
+    load_results,
+    measured_by,
+    output_paths,
+)
 
 if TYPE_CHECKING:  # lab.train loads in the children that train, not at start-up
     from lab.data import Split
@@ -264,7 +272,7 @@ def _time_training(setup: "Setup", spec: dict) -> tuple[float, int]:
 
     def step(i: int) -> None:
         idx = order[(i * bs) % (len(train) - bs):][:bs]
-        train_step(model, optimizer, batcher, train.images[idx], train.labels[idx], task, setup.amp_dtype)
+        train_step(model, optimizer, batcher, train.images[idx], train.labels[idx], task, setup.amp_dtype, idx)
 
     for i in range(spec["warmup_steps"]):  # first steps pick kernels (oneDNN, cudnn.benchmark)
         step(i)
@@ -623,11 +631,7 @@ def keep_other_sections(out: Path, rows: list[dict], trials: list[dict], section
     if kept.empty:
         return rows, trials
     env["kept_sections"] = sorted(set(kept["section"]))
-    old_env = old_env or {}
-    if old_env.get("kept_from") and set(env["kept_sections"]) <= set(old_env.get("kept_sections", [])):
-        env["kept_from"] = old_env["kept_from"]  # those rows were already kept from an older run: name that one
-    else:
-        env["kept_from"] = {k: old_env.get(k) for k in ("date", "cpu", "device", "threads")}
+    env["kept_from"] = {section: measured_by(old_env or {}, section) for section in env["kept_sections"]}
     kept_rows = [{k: (None if pd.isna(v) else v) for k, v in row.items()} for row in kept.to_dict("records")]
     kept_trials = [] if old_trials is None else old_trials[~old_trials["section"].isin(ran)].to_dict("records")
     order = {s: i for i, s in enumerate(("accuracy", "baseline", "ratio", "throughput", "latency", "load",
