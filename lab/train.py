@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from lab.config import RunConfig, TrainConfig, run_id
 from lab.data import (
     Dataset,
+    SkeletonStore,
     Split,
     normalize,
     ordered_batches,
@@ -69,12 +70,22 @@ class Batcher:
         self.mean, self.std = dataset.mean, dataset.std
         self.standardise = cfg.task == "classifier"  # classifiers see standardised pixels, autoencoders [0, 1]
         self.channels_last = cfg.task == "classifier" and device.type != "mps"
+        self.skeletons: SkeletonStore | None = None  # the training digits' skeletons, kept (keep_skeletons)
 
-    def __call__(self, images: torch.Tensor, augment: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """(model input, [0, 1] target image) for a (B, 28, 28) uint8 batch."""
+    def keep_skeletons(self, train: Split) -> None:
+        """Keep the skeletons of train's digits once made: batches then name their digits (idx) when called."""
+        if self.data.strokes:
+            self.skeletons = SkeletonStore(train.images)
+
+    def __call__(self, images: torch.Tensor, augment: bool,
+                 idx: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(model input, [0, 1] target image) for a (B, 28, 28) uint8 batch; idx (B,): where the batch's digits are
+        in the training split, so their skeletons are made once (without it, each time)."""
         x = to_float(images)  # (B, 1, 28, 28)
         if augment and self.data.strokes:  # some digits drawn again as a mouse draws, before the affine moves them
-            x = stroke_augment(x, images, self.generator, self.data.strokes)
+            store = self.skeletons if idx is not None else None
+            x = stroke_augment(x, images, self.generator, self.data.strokes,
+                               None if store is None else lambda picked: store(idx[picked]))
         if augment and self.data.augment:
             x = random_affine(x, self.generator, self.data.rotate, self.data.scale, self.data.translate)
         target = x
@@ -86,9 +97,11 @@ class Batcher:
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, batcher: Batcher, images: torch.Tensor,
-               labels: torch.Tensor, task: str, amp_dtype: torch.dtype | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """One optimiser step on a (B, 28, 28) uint8 batch; (loss, correct predictions) as tensors, not synced."""
-    x, target = batcher(images, augment=True)
+               labels: torch.Tensor, task: str, amp_dtype: torch.dtype | None,
+               idx: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimiser step on a (B, 28, 28) uint8 batch (idx: its place in the training split, see Batcher);
+    (loss, correct predictions) as tensors, not synced."""
+    x, target = batcher(images, augment=True, idx=idx)
     with autocast(batcher.device, amp_dtype):
         out = model(x)
     out = out.float()  # (B, 10) or (B, 1, 28, 28); the loss and its gradient start in float32
@@ -157,6 +170,7 @@ def prepare(cfg: RunConfig, dataset: Dataset, device: torch.device | str = "cpu"
     val = val.to(device) if val is not None else None
     model = build_model(cfg).to(device)
     batcher = Batcher(cfg, dataset, device, generator)
+    batcher.keep_skeletons(train)
     if batcher.channels_last:
         model = model.to(memory_format=torch.channels_last)
     setup = Setup(cfg, device, model, batcher, train, test, None, generator, val)
@@ -197,7 +211,7 @@ def train_epoch(setup: Setup, optimizer: torch.optim.Optimizer, scheduler, per_b
     for step, idx in enumerate(bar):
         idx = idx.to(device)
         loss, batch_correct = train_step(model, optimizer, setup.batcher, train.images[idx], train.labels[idx], task,
-                                         setup.amp_dtype)
+                                         setup.amp_dtype, idx)
         correct += batch_correct
         if per_batch:
             scheduler.step()

@@ -2,9 +2,11 @@ import pytest
 import torch
 import torchvision
 
+from lab import data as data_module
 from lab.__main__ import main
 from lab.data import (
     DataError,
+    SkeletonStore,
     load_dataset,
     ordered_batches,
     random_affine,
@@ -46,6 +48,25 @@ def test_stroke_augment_redraws_its_share_of_a_batch_and_is_seeded(mnist):
     assert torch.equal(a[~redrawn], x[~redrawn])
     whole = stroke_augment(x, images, torch.Generator().manual_seed(1), share=1.0)
     assert (whole != x).flatten(1).any(1).all()
+
+
+def test_kept_skeletons_redraw_a_batch_as_made_ones_do(mnist, monkeypatch):
+    """A SkeletonStore gives the skeletons stroke_augment would make, and makes each digit's once."""
+    images = mnist.train.images[:256]
+    batches = [torch.tensor(b) for b in torch.arange(256).view(4, 64).tolist()] * 2  # two epochs of four batches
+
+    def redraw(idx: torch.Tensor, skeletons_of=None) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(int(idx[0]))
+        return stroke_augment(to_float(images[idx]), images[idx], generator, 0.5, skeletons_of)
+
+    made_here = [redraw(idx) for idx in batches]
+    store, made = SkeletonStore(images), []
+    real = data_module.skeletons
+    monkeypatch.setattr(data_module, "skeletons", lambda digits: made.append(len(digits)) or real(digits))
+    kept = [redraw(idx, lambda picked, idx=idx: store(idx[picked])) for idx in batches]
+    assert all(torch.equal(a, b) for a, b in zip(kept, made_here))  # the same redraws
+    assert sum(made) == int(store.made.sum()) <= 256 and len(made) == 4  # made in the first epoch only, once each
+    assert torch.equal(store.kept[store.made], real(images[store.made]))
 
 
 def test_shuffled_batches_cover_every_index_once():
