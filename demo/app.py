@@ -130,7 +130,9 @@ def cache_png(pixels: np.ndarray, folder: str | Path) -> str:
     Image.fromarray(pixels).save(buffer, format="png")
     data = buffer.getvalue()
     path = Path(folder) / hashlib.sha256(data).hexdigest()[:32] / "image.png"
-    if not path.is_file():
+    if path.is_file():
+        os.utime(path)  # handed out again: fresh for Gradio's cache clean-up (delete_cache), its content untouched
+    else:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(path, lambda tmp: tmp.write_bytes(data), durable=False)
     return str(path)
@@ -139,12 +141,13 @@ def cache_png(pixels: np.ndarray, folder: str | Path) -> str:
 def picture(value: np.ndarray | None = None, **kwargs) -> gr.Image:
     """An output image (PNG, not editable) whose answers reach Gradio's cache through cache_png. Its postprocess is
     set on the instance, as checked_preprocess is on a Sketchpad, not in a subclass (which makes Gradio write a .pyi
-    beside the app); the value it is built with is written once, at start, Gradio's own way."""
+    beside the app); the value it is built with is written once, at start, Gradio's own way. Handlers answer with
+    uint8 arrays, never gr.update(...) or a new component, which Gradio would keep in place of this instance."""
     image = gr.Image(value, interactive=False, format="png", **kwargs)
     postprocess = image.postprocess
 
     def cached(answer):
-        if isinstance(answer, np.ndarray):
+        if isinstance(answer, np.ndarray) and answer.dtype == np.uint8:  # anything else: Gradio converts it
             answer = cache_png(answer, image.GRADIO_CACHE)  # in the cache already: Gradio serves it as it is
         return postprocess(answer)
 

@@ -238,7 +238,8 @@ def random_affine(x: torch.Tensor, generator: torch.Generator, rotate: float, sc
 class SkeletonStore:
     """The skeletons (lab.strokes.skeletons) of a split's digits, each made the first time it is asked for and kept:
     a digit's skeleton never changes, and making it is most of what redrawing a batch costs. 3 kB a digit, on the CPU
-    (188 MB for MNIST's 60,000), filled over the first epoch."""
+    (188 MB for MNIST's 60,000). It fills as digits are picked for redrawing: at data.strokes 0.25, a quarter of the
+    digits in the first epoch, 94% by the tenth; over 30 epochs about 60,000 skeletons are made instead of 450,000."""
 
     def __init__(self, images: torch.Tensor):
         self.images = images  # (N, 28, 28) uint8

@@ -83,20 +83,22 @@ def pieces(mask: torch.Tensor) -> torch.Tensor:
     from scipy import ndimage  # here, not at the top: the demo's Space imports this module and has no scipy
     if not len(mask):
         return torch.zeros(0, dtype=torch.long)
-    label, _ = ndimage.label(mask.cpu().numpy(), structure=BATCH_APART)  # numbered in raster order, image by image
-    last = torch.from_numpy(label.reshape(len(label), -1).max(1, initial=0)).long().cummax(0).values
-    return last - torch.cat([last.new_zeros(1), last[:-1]])
+    label, _ = ndimage.label(mask.cpu().numpy(), structure=BATCH_APART)
+    found = [box[0].start for box in ndimage.find_objects(label) if box is not None]  # each piece's image
+    return torch.from_numpy(np.bincount(np.asarray(found, dtype=np.int64), minlength=len(label))).long()
 
 
 def ink_masks(x: torch.Tensor) -> torch.Tensor:
     """Upscaled digits (N, H, W) in [0, 1] -> their strokes (N, H, W) bool: ink above the highest of INK_LEVELS
-    that keeps each digit in no more pieces than its ink above FAINT (the lowest level otherwise)."""
+    that keeps each digit in no more pieces than its ink above FAINT, and in at least one (the lowest level
+    otherwise). A faint speck apart from the digit may go, as it did at one level."""
     whole = pieces(x > FAINT)
     chosen = x > INK_LEVELS[-1]
     settled = torch.zeros(len(x), dtype=torch.bool)
     for level in INK_LEVELS[:-1]:
         mask = x > level
-        fits = ~settled & (pieces(mask) <= whole)
+        count = pieces(mask)
+        fits = ~settled & (count <= whole) & (count > 0)
         chosen[fits] = mask[fits]
         settled |= fits
     return chosen
@@ -126,15 +128,19 @@ def hollow(mask: torch.Tensor) -> torch.Tensor:
     return mask & (deep <= HOLLOW * half.view(-1, 1, 1) + 1)
 
 
+def upscale(images: torch.Tensor) -> torch.Tensor:
+    """MNIST digits (N, 28, 28) uint8 -> (N, 56, 56) float in [0, 1], bilinear at SKELETON_SCALE x: what is thinned."""
+    x = images.float().div(255.0).unsqueeze(1)
+    return F.interpolate(x, scale_factor=SKELETON_SCALE, mode="bilinear", align_corners=False)[:, 0]
+
+
 def skeletons(images: torch.Tensor, chunk: int = 2048) -> torch.Tensor:
     """MNIST digits (N, 28, 28) uint8 -> skeletons (N, 56, 56) bool, thinned at SKELETON_SCALE x the resolution:
     the ink of each (ink_masks, at a level that keeps it whole), its filled loops hollowed (hollow), then thinned."""
     side = FRAME * SKELETON_SCALE
     parts = [images.new_zeros((0, side, side), dtype=torch.bool)]
     for part in images.split(chunk):
-        x = part.float().div(255.0).unsqueeze(1)  # (n, 1, 28, 28)
-        x = F.interpolate(x, scale_factor=SKELETON_SCALE, mode="bilinear", align_corners=False)[:, 0]  # (n, 56, 56)
-        parts.append(thin(hollow(ink_masks(x))))
+        parts.append(thin(hollow(ink_masks(upscale(part)))))
     return torch.cat(parts)
 
 

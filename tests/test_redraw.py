@@ -33,6 +33,7 @@ from lab.strokes import (
     skeletons,
     stroke_points,
     thin,
+    upscale,
 )
 
 BRUSH_FLOOR = 0.98  # the shipped classifier's reading of all 10,000 is in demo/weights_classifier.toml
@@ -83,9 +84,9 @@ def test_skeletons_are_thin_connected_centre_lines(mnist):
     assert torch.equal(thin(found), found)  # a skeleton thins no further
     blocks = F.avg_pool2d(found.float().unsqueeze(1), 2, stride=1)  # share of each 2x2 block inked
     assert (blocks == 1).sum() <= 0.01 * found.sum()  # 1 px wide: hardly a 2x2 block fully inked
-    upscaled = F.interpolate(digits.float().div(255).unsqueeze(1), scale_factor=SKELETON_SCALE, mode="bilinear")
-    assert not (found & (upscaled[:, 0] <= INK_LEVELS[-1])).any()  # inside the digit's own ink
-    assert (pieces(found) == pieces(ink_masks(upscaled[:, 0]))).float().mean() >= 0.95  # thinning keeps the pieces
+    upscaled = upscale(digits)
+    assert not (found & (upscaled <= INK_LEVELS[-1])).any()  # inside the digit's own ink
+    assert (pieces(found) == pieces(ink_masks(upscaled))).float().mean() >= 0.95  # thinning keeps the pieces
     assert (found.flatten(1).sum(1) > 20).all()  # and leaves a line, not a dot
 
 
@@ -100,17 +101,19 @@ def test_pieces_counts_each_image_apart():
 
 
 def test_a_faint_digit_is_not_broken_into_dots(mnist):
-    """A stroke that fades in its middle is drawn whole (its ink level lowered), a real gap stays a gap, and a digit
-    inked firmly keeps the usual level; on real digits thinning then breaks hardly any."""
-    bar = torch.zeros(3, 40, 40)
+    """A stroke that fades in its middle is drawn whole (its ink level lowered), a real gap stays a gap, a digit inked
+    firmly keeps the usual level, and one inked faintly all along is drawn; on real digits thinning then breaks hardly
+    any."""
+    bar = torch.zeros(4, 40, 40)
     bar[:, 18:22, 5:35] = 0.9
     bar[0, 18:22, 18:22] = 0.3  # faint in the middle: one stroke
     bar[1, 18:22, 18:22] = 0.0  # a gap: two strokes
+    bar[3, 18:22, 5:35] = 0.4  # faint all along: drawn, not lost
     masks = ink_masks(bar)
-    assert pieces(masks).tolist() == [1, 2, 1]
+    assert pieces(masks).tolist() == [1, 2, 1, 1]
+    assert torch.equal(masks[3], bar[3] > 0)
     assert torch.equal(masks[1], bar[1] > INK_LEVEL) and torch.equal(masks[2], bar[2] > INK_LEVEL)
-    upscaled = F.interpolate(mnist.test.images[:2000].float().div(255).unsqueeze(1), scale_factor=SKELETON_SCALE,
-                             mode="bilinear", align_corners=False)[:, 0]
+    upscaled = upscale(mnist.test.images[:2000])
     broken = pieces(skeletons(mnist.test.images[:2000])) > pieces(upscaled > FAINT)
     at_one_level = torch.cat([thin(hollow(part > INK_LEVEL)) for part in upscaled.split(500)])
     was_broken = pieces(at_one_level) > pieces(upscaled > FAINT)
@@ -154,8 +157,7 @@ def test_hollow_cuts_a_filled_loop_open_and_leaves_even_strokes_alone():
 
 def test_hollow_touches_only_the_digits_mnist_filled_in(mnist):
     """On real digits hollowing is rare and mostly 8s, whose loops MNIST's thick pens fill, never a plain 1."""
-    upscaled = F.interpolate(mnist.test.images[:1000].float().div(255).unsqueeze(1), scale_factor=SKELETON_SCALE,
-                             mode="bilinear")[:, 0] > INK_LEVEL
+    upscaled = upscale(mnist.test.images[:1000]) > INK_LEVEL
     changed = (hollow(upscaled) != upscaled).flatten(1).any(1)
     labels = mnist.test.labels[:1000]
     assert 0.01 <= changed.float().mean() <= 0.1
