@@ -83,9 +83,9 @@ class Batcher:
         in the training split, so their skeletons are made once (without it, each time)."""
         x = to_float(images)  # (B, 1, 28, 28)
         if augment and self.data.strokes:  # some digits drawn again as a mouse draws, before the affine moves them
-            store = self.skeletons if idx is not None else None
-            x = stroke_augment(x, images, self.generator, self.data.strokes,
-                               None if store is None else lambda picked: store(idx[picked]))
+            store = self.skeletons
+            kept = None if store is None or idx is None else lambda picked: store(idx[picked])
+            x = stroke_augment(x, images, self.generator, self.data.strokes, kept)
         if augment and self.data.augment:
             x = random_affine(x, self.generator, self.data.rotate, self.data.scale, self.data.translate)
         target = x
