@@ -101,7 +101,7 @@ def test_classify_reads_digits_drawn_on_the_canvas(client, mnist, tmp_path):
         assert label["label"] == str(int(np.argmax(probabilities)))
         right += label["label"] == str(int(mnist.test.labels[i]))
         sure += line.startswith("Reads as")
-    assert right >= 19 and sure >= 18  # the unsure rule fires on about 3% of test digits
+    assert right >= 19 and sure >= 18  # the unsure rule fires on about 2% of test digits
 
 
 @pytest.mark.slow
