@@ -1,8 +1,9 @@
 """The three tracker adapters lab/tracking.py drives: TensorBoard, MLflow, Weights & Biases.
 
 Each imports its package when a run opens (never at import), and offers the same calls: log_epoch(row),
-log_final(metrics), log_image(tag, image, caption, step), close(finished); and last_epoch where the tracker itself knows
-which epochs it holds better than lab/tracking.py's ledger does. Metric names are the run folder's own
+log_final(metrics), log_image(tag, image, caption, step), close(finished); and last_epoch, the last epoch the tracker's
+own files hold when the run opens. That beats lab/tracking.py's ledger, which is written after the tracker flushed: a
+process killed between the two would otherwise log that epoch again on resume. Metric names are the run folder's own
 (train_loss, val_accuracy, test_mse, lr, epoch_seconds) at step = epoch; the final metrics are "final/<name>".
 """
 
@@ -57,14 +58,33 @@ def markdown_table(values: dict) -> str:
 
 # ------------------------------------------------------------------------------------------------ TensorBoard
 
+def tensorboard_epochs(folder: Path) -> int:
+    """The last epoch the event files in folder hold (0: none), read with TensorBoard's own loader: the highest step
+    of an epoch scalar (a final/ number or a text is not an epoch). A record cut short by a kill is not read."""
+    from tensorboard.backend.event_processing.event_file_loader import LegacyEventFileLoader
+    last = 0
+    for path in sorted(folder.glob("events.out.tfevents.*")):
+        for event in LegacyEventFileLoader(str(path)).Load():
+            if any(value.HasField("simple_value") and not value.tag.startswith("final/")
+                   for value in event.summary.value):
+                last = max(last, int(event.step))
+    return last
+
+
 class TensorBoardTracker:
-    """Event files in tracking/tensorboard/<sweep>/<run id>/: scalars, the config (text and HPARAMS), pictures."""
+    """Event files in tracking/tensorboard/<sweep>/<run id>/: scalars, the config (text and HPARAMS), pictures.
+
+    A resumed run adds an event file beside the earlier ones (TensorBoard reads them as one run); last_epoch is what
+    those earlier files hold.
+    """
 
     def __init__(self, run: TrackedRun):
         from torch.utils.tensorboard import SummaryWriter
         from torch.utils.tensorboard.summary import hparams
         self.run = run
-        self.writer = SummaryWriter(log_dir=str(run.root / "tensorboard" / run.group / run.run_id))
+        folder = run.root / "tensorboard" / run.group / run.run_id
+        self.last_epoch = tensorboard_epochs(folder) if folder.is_dir() else 0
+        self.writer = SummaryWriter(log_dir=str(folder))
         self.hparams = hparams
         self.writer.add_text("config", markdown_table(run.config))
 
@@ -99,8 +119,16 @@ def mlflow_uri(root: Path) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(root / 'mlflow' / 'mlflow.db').resolve()}"
 
 
+def mlflow_epochs(client, run_id: str) -> int:
+    """The last epoch an MLflow run holds (0: none): the highest step of its epoch metrics (not final/ ones). An
+    epoch's metrics go in one log_batch call, all or none."""
+    metrics = [key for key in client.get_run(run_id).data.metrics if not key.startswith("final/")]
+    return max((int(m.step) for key in metrics for m in client.get_metric_history(run_id, key)), default=0)
+
+
 class MLflowTracker:
-    """An MLflow experiment per sweep, a run per run id (tag lab.run_id): found again when a run resumes."""
+    """An MLflow experiment per sweep, a run per run id (tag lab.run_id): found again when a run resumes, and then
+    asked which epochs it holds (last_epoch)."""
 
     def __init__(self, run: TrackedRun):
         from mlflow import MlflowClient
@@ -122,10 +150,12 @@ class MLflowTracker:
                                         max_results=1)
         if found:  # a resumed run: continue the same MLflow run
             self.id = found[0].info.run_id
+            self.last_epoch = mlflow_epochs(self.client, self.id)
             self.client.update_run(self.id, status="RUNNING")
         else:
             self.id = self.client.create_run(experiment_id, run_name=run.run_id, tags={
                 "lab.run_id": run.run_id, "lab.sweep": run.group, "lab.task": run.task}).info.run_id
+            self.last_epoch = 0
         self.client.log_batch(self.id, params=[Param(k, str(v)) for k, v in run.config.items()])
 
     def _metrics(self, numbers: dict[str, float], step: int) -> None:

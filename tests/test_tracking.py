@@ -137,6 +137,32 @@ def test_restored_epochs_reach_only_trackers_that_lack_them(tmp_path):
     assert not log and re.fullmatch(r"tracking over 3 epochs of 1 runs: tensorboard .* per run", second.summary())
 
 
+@pytest.mark.parametrize("tracker", ["tensorboard", "mlflow"])
+def test_an_epoch_the_tracker_holds_but_the_ledger_missed_is_not_logged_again(tmp_path, tracker):
+    """The process is killed after a tracker flushed an epoch and before the ledger counted it: on resume the
+    tracker's own files say what it holds, and the epoch is not logged twice."""
+    cfg = default_config()
+    rows = [{"epoch": epoch, "train_loss": 1.0 / epoch, "epoch_seconds": 0.1} for epoch in (1, 2, 3)]
+    first = Tracking((tracker,), tmp_path, "g")
+    first.start(cfg)
+    first.epoch(rows[0])
+    first.epoch(rows[1])
+    first.close(False)
+    ledger = tmp_path / TRACKING_FOLDER / "epochs" / f"{run_id(cfg)}.json"
+    ledger.write_text(json.dumps({tracker: 1}))  # as if killed between epoch 2's flush and the ledger's write
+    log: list[str] = []
+    second = Tracking((tracker,), tmp_path, "g", log.append)
+    second.start(cfg)
+    for row in rows:  # the resumed run replays epochs 1 and 2, then trains 3
+        second.epoch(row)
+    second.finish({"epochs": 3, "test_accuracy": 0.5}, tmp_path / "no-run-folder", None)
+    got = READERS[tracker](tmp_path, "g", run_id(cfg))
+    assert len(got["runs"]) == 1
+    for key in ("train_loss", "epoch_seconds"):
+        assert [step for step, _ in got["epochs"][key]] == [1, 2, 3], (tracker, key, got["epochs"][key])
+    assert [line for line in log if "tracking failed" in line] == []
+
+
 @pytest.mark.parametrize("broken", [Raising, RaisingLater])
 def test_a_failing_tracker_warns_once_and_the_others_go_on(tmp_path, broken):
     Recorder.calls = []
