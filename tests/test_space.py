@@ -31,7 +31,8 @@ START_SECONDS = 180  # from `python app.py` to the page answering
 # what a Space's environment tells the app: where to listen (GRADIO_SERVER_NAME, GRADIO_SERVER_PORT); the address is
 # 127.0.0.1 here, not the Space's 0.0.0.0, so the test opens no port to the network. SYSTEM=spaces and SPACE_ID are
 # left out: with them gradio starts Spaces' hot reloader, which needs the platform's own `spaces` package (installed
-# by Spaces itself, not by the app's requirements) and would only fail here in a thread of its own
+# by Spaces itself, not by the app's requirements) and would only fail here in a thread of its own; with that package
+# installed (spaces 0.51.3), its reload server listens on 0.0.0.0:7887, a fixed port open to the network
 SPACE_ENV = {"GRADIO_SERVER_NAME": "127.0.0.1", "PYTHONUNBUFFERED": "1"}
 # variables of this machine's own environment that would let the Space see the lab's venv or its settings
 NOT_INHERITED = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "LAB_DATA_DIR", "LAB_RUNS_DIR", "LAB_RESULTS_DIR")
