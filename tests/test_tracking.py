@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import urllib.request
 from dataclasses import replace
 from pathlib import Path
 
@@ -315,3 +316,70 @@ def test_without_track_no_tracker_is_imported_and_nothing_is_written(tmp_path, d
     assert done.returncode == 0, done.stderr
     assert "imported: []" in done.stdout and "tracking" not in done.stdout
     assert not (tmp_path / "runs" / TRACKING_FOLDER).exists()
+
+
+@pytest.fixture
+def mlflow_server(tmp_path, monkeypatch):
+    """An MLflow tracking server on 127.0.0.1 (its own SQLite store and artifact folder); MLFLOW_TRACKING_URI at it."""
+    from lab.tools.loadtest import free_port
+    port, store, artifacts = free_port(), tmp_path / "server" / "mlflow.db", tmp_path / "server" / "artifacts"
+    store.parent.mkdir()
+    log = open(tmp_path / "server.log", "w")
+    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+                               "--workers", "1", "--backend-store-uri", f"sqlite:///{store}",
+                               "--artifacts-destination", str(artifacts)],
+                              env={**_own_environment(), "OMP_NUM_THREADS": "1"}, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):  # up to 60 s for the server to answer
+            assert server.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                subprocess.run(["sleep", "0.1"])
+        else:
+            pytest.fail(f"no MLflow server at {url} after 60 s: {(tmp_path / 'server.log').read_text()[-3000:]}")
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+        yield url, artifacts
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+
+
+@pytest.mark.slow
+def test_mlflow_through_a_tracking_server_holds_the_run_folder_and_resumes_there(tmp_path, data_root, mlflow_server):
+    """MLFLOW_TRACKING_URI at a server: the run, its epochs, final numbers and picture go there over HTTP (the
+    picture into the server's artifact store), nothing into a local store; a resumed run continues there."""
+    url, artifacts = mlflow_server
+    runs = tmp_path / "runs"
+    done = subprocess.run(_train(runs, data_root, "--track", "mlflow"), cwd=paths.ROOT, capture_output=True, text=True,
+                          env={**_own_environment(), "MLFLOW_TRACKING_URI": url, "OMP_NUM_THREADS": "1"}, timeout=600)
+    assert done.returncode == 0 and "warning" not in done.stdout, done.stdout + done.stderr
+    rid = re.search(r"run (\S+) ->", done.stdout).group(1)
+    history = json.loads((runs / rid / HISTORY_FILE).read_text())
+    final = final_numbers(json.loads((runs / rid / METRICS_FILE).read_text()))
+    got = READERS["mlflow"](runs, "train", rid)  # read from the server: MLFLOW_TRACKING_URI is set here too
+    assert len(got["runs"]) == 1 and got["status"] == "FINISHED"
+    for key, values in got["epochs"].items():
+        assert [step for step, _ in values] == [row["epoch"] for row in history], key
+        assert all(_close(v, row[key]) for (_, v), row in zip(values, history)), key
+    assert set(got["final"]) == set(final) and got["images"] == ["test_mistakes"]
+    assert list(artifacts.rglob("test_mistakes.png")), "the picture is not in the server's artifact store"
+    assert not (runs / TRACKING_FOLDER / "mlflow").exists()  # no local store beside the server
+
+    cfg = replace(default_config(), seed=7)  # a second run, killed after epoch 2's flush and before the ledger's
+    first = Tracking(("mlflow",), runs, "resumed")
+    first.start(cfg)
+    for epoch in (1, 2):
+        first.epoch({"epoch": epoch, "train_loss": 1.0 / epoch})
+    (runs / TRACKING_FOLDER / "epochs" / f"{run_id(cfg)}.json").write_text(json.dumps({"mlflow": 1}))
+    second = Tracking(("mlflow",), runs, "resumed")
+    second.start(cfg)
+    for epoch in (1, 2, 3):  # the resumed run replays epochs 1 and 2, then trains 3
+        second.epoch({"epoch": epoch, "train_loss": 1.0 / epoch})
+    second.close()
+    got = READERS["mlflow"](runs, "resumed", run_id(cfg))
+    assert len(got["runs"]) == 1 and [step for step, _ in got["epochs"]["train_loss"]] == [1, 2, 3]
