@@ -60,7 +60,8 @@ def markdown_table(values: dict) -> str:
 
 def tensorboard_epochs(folder: Path) -> int:
     """The last epoch the event files in folder hold (0: none), read with TensorBoard's own loader: the highest step
-    of an epoch scalar (a final/ number or a text is not an epoch). A record cut short by a kill is not read."""
+    of an epoch scalar (a final/ number or a text is not an epoch). An epoch is one event (log_epoch), so an event
+    cut short by a kill loses its whole epoch, which is then logged again."""
     from tensorboard.backend.event_processing.event_file_loader import LegacyEventFileLoader
     last = 0
     for path in sorted(folder.glob("events.out.tfevents.*")):
@@ -75,13 +76,14 @@ class TensorBoardTracker:
     """Event files in tracking/tensorboard/<sweep>/<run id>/: scalars, the config (text and HPARAMS), pictures.
 
     A resumed run adds an event file beside the earlier ones (TensorBoard reads them as one run); last_epoch is what
-    those earlier files hold.
+    those earlier files hold. Each epoch's scalars go in one event, so an epoch is on disk whole or not at all.
     """
 
     def __init__(self, run: TrackedRun):
+        from tensorboard.compat.proto.summary_pb2 import Summary
         from torch.utils.tensorboard import SummaryWriter
         from torch.utils.tensorboard.summary import hparams
-        self.run = run
+        self.run, self.summary = run, Summary
         folder = run.root / "tensorboard" / run.group / run.run_id
         self.last_epoch = tensorboard_epochs(folder) if folder.is_dir() else 0
         self.writer = SummaryWriter(log_dir=str(folder))
@@ -89,8 +91,8 @@ class TensorBoardTracker:
         self.writer.add_text("config", markdown_table(run.config))
 
     def log_epoch(self, row: dict) -> None:
-        for key, value in epoch_numbers(row).items():
-            self.writer.add_scalar(key, value, row["epoch"])
+        values = [self.summary.Value(tag=key, simple_value=value) for key, value in epoch_numbers(row).items()]
+        self.writer.file_writer.add_summary(self.summary(value=values), row["epoch"])  # one event: all or none
         self.writer.flush()
 
     def log_final(self, metrics: dict) -> None:

@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from dataclasses import replace
 from pathlib import Path
@@ -162,6 +163,22 @@ def test_an_epoch_the_tracker_holds_but_the_ledger_missed_is_not_logged_again(tm
     for key in ("train_loss", "epoch_seconds"):
         assert [step for step, _ in got["epochs"][key]] == [1, 2, 3], (tracker, key, got["epochs"][key])
     assert [line for line in log if "tracking failed" in line] == []
+
+
+def test_a_tensorboard_epoch_cut_short_by_a_kill_is_not_counted(tmp_path):
+    """An epoch's scalars are one event: an event file cut inside the last one holds the epochs before it, whole."""
+    from lab.trackers import TensorBoardTracker, TrackedRun, tensorboard_epochs
+    run = TrackedRun("fast_cnn-0123456789", "g", "classifier", {"train.lr": 0.1}, tmp_path)
+    tracker = TensorBoardTracker(run)
+    for epoch in (1, 2, 3):
+        tracker.log_epoch({"epoch": epoch, "train_loss": 1.0 / epoch, "val_accuracy": 0.9, "epoch_seconds": 0.1})
+    tracker.close()
+    folder = tmp_path / "tensorboard" / "g" / run.run_id
+    assert tensorboard_epochs(folder) == 3
+    (events,) = folder.glob("events.out.tfevents.*")
+    events.write_bytes(events.read_bytes()[:-10])  # the kill: epoch 3's event half written
+    assert tensorboard_epochs(folder) == 2
+    assert TensorBoardTracker(run).last_epoch == 2  # so the resumed run logs epoch 3 again, all of it
 
 
 @pytest.mark.parametrize("broken", [Raising, RaisingLater])
@@ -324,29 +341,37 @@ def mlflow_server(tmp_path, monkeypatch):
     from lab.tools.loadtest import free_port
     port, store, artifacts = free_port(), tmp_path / "server" / "mlflow.db", tmp_path / "server" / "artifacts"
     store.parent.mkdir()
-    log = open(tmp_path / "server.log", "w")
-    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-                               "--workers", "1", "--backend-store-uri", f"sqlite:///{store}",
-                               "--artifacts-destination", str(artifacts)],
-                              env={**_own_environment(), "OMP_NUM_THREADS": "1"}, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    url, log_path = f"http://127.0.0.1:{port}", tmp_path / "server.log"
+    # no job runner: without it the server is 2 processes and about 500 MB rather than 9 and 2 GB, and leaves no
+    # folder in /dev/shm; tracking needs none of it
+    env = {**_own_environment(), "OMP_NUM_THREADS": "1", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    with open(log_path, "w") as log:
+        server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port",
+                                   str(port), "--workers", "1", "--backend-store-uri", f"sqlite:///{store}",
+                                   "--artifacts-destination", str(artifacts)],
+                                  env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        for _ in range(600):  # up to 60 s for the server to answer
-            assert server.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, log_path.read_text()[-3000:]
             try:
                 with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
                     if answer.status == 200:
                         break
             except OSError:
-                subprocess.run(["sleep", "0.1"])
-        else:
-            pytest.fail(f"no MLflow server at {url} after 60 s: {(tmp_path / 'server.log').read_text()[-3000:]}")
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"no MLflow server at {url} after 60 s: {log_path.read_text()[-3000:]}")
+            time.sleep(0.1)
         monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
         yield url, artifacts
     finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
+        os.killpg(server.pid, signal.SIGTERM)  # the server and the workers it started
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
 
 
 @pytest.mark.slow
