@@ -138,7 +138,7 @@ def cmd_demo_unsure(args: argparse.Namespace) -> int:
     import torch
 
     from lab.data import load_dataset
-    from lab.demo.unsure import TARGET_FALSE_ALARM, UNSURE_FILE, measure
+    from lab.demo.unsure import TARGET_FALSE_ALARM, UNSURE_FILE, VAL_DIGITS, measure
     from lab.run_folder import write_json
     torch.set_num_threads(args.threads)
     false_alarm = TARGET_FALSE_ALARM if args.false_alarm is None else args.false_alarm
@@ -148,6 +148,11 @@ def cmd_demo_unsure(args: argparse.Namespace) -> int:
     print(f"{classifier.describe()}: choosing the unsure threshold for a {false_alarm:.1%} false-alarm rate on "
           f"{args.digits} redrawn validation digits, then measuring it")
     result = measure(classifier, mnist, fashion, args.digits, args.non_digits, args.seed, false_alarm)
+    if not result["held_out"]:
+        print(f"warning: {classifier.run_id} trained on these validation digits (data.val_size "
+              f"{classifier.config.data.val_size}, under {VAL_DIGITS}), so it is surer of them than of new digits and "
+              f"the rule will fire on more than {false_alarm:.1%} of test digits; train it with data.val_size = "
+              f"{VAL_DIGITS} for a threshold set on unseen digits")
     print(f"unsure when the top probability is below {result['threshold']:.4f}; it fires on")
     for name, rate in result["rates"].items():
         refused = f", {rate['refused']} refused by the canvas" if rate["refused"] else ""

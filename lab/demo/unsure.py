@@ -2,7 +2,9 @@
 
 The rule: the classifier is unsure when its highest probability is below a threshold. The threshold is chosen on
 validation digits (the last VAL_DIGITS MNIST training digits, redrawn as on the canvas; never the test set) so that
-it fires on TARGET_FALSE_ALARM of them. measure() then counts how often it fires on MNIST test digits (false alarms)
+it fires on TARGET_FALSE_ALARM of them; they are held out only if the classifier trained with data.val_size of at
+least VAL_DIGITS, and measure() records whether they were (a classifier sure of digits it saw gets a threshold that
+fires more often on new ones). measure() then counts how often it fires on MNIST test digits (false alarms)
 and on drawings that are not digits: Fashion-MNIST items, random scribbles, letters and two digits side by side, all
 put through the canvas pipeline. `python -m lab demo-unsure` writes the result as UNSURE_FILE in the classifier's
 run folder, where the app reads the threshold: the number lives in that file only.
@@ -101,6 +103,7 @@ def _rate(top: np.ndarray, threshold: float) -> dict:
 def measure(classifier, mnist, fashion, digits: int, non_digits: int, seed: int = 0,
             false_alarm: float = TARGET_FALSE_ALARM) -> dict:
     """Choose the threshold on redrawn validation digits, then count how often it fires on each kind of drawing."""
+    held_out = held_out_digits(classifier)
     generator = torch.Generator().manual_seed(seed)
     pick = torch.randperm(VAL_DIGITS, generator=generator)[:digits] + len(mnist.train.labels) - VAL_DIGITS
     val = top_probabilities(classifier, redraw_digits(mnist.train.images[pick], generator).numpy())
@@ -118,7 +121,14 @@ def measure(classifier, mnist, fashion, digits: int, non_digits: int, seed: int 
     return {"checkpoint": classifier.run_id, "rule": "unsure when the top probability is below the threshold",
             "threshold": threshold, "target_false_alarm": false_alarm, "seed": seed,
             "chosen_on": f"{digits} of the last {VAL_DIGITS} MNIST training digits, redrawn as on the canvas",
-            "rates": rates}
+            "held_out": held_out, "rates": rates}
+
+
+def held_out_digits(classifier) -> bool:
+    """Whether the classifier never trained on the last VAL_DIGITS MNIST training digits (its data.val_size held them
+    out), so that a threshold chosen on them is chosen on unseen digits."""
+    data = classifier.config.data
+    return data.dataset == "mnist" and data.val_size >= VAL_DIGITS
 
 
 def read_measurement(folder: Path, run_id: str) -> dict | None:
