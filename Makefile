@@ -83,8 +83,10 @@ DEMO_RUNS := build/demo-weights/runs
 demo: install ## run the demo on http://127.0.0.1:7860 (ARGS="--checkpoints experiments/runs" for your own runs)
 	$(PY) demo/app.py $(ARGS)
 
+# --precision fp32, as the shipped weights were trained: auto picks bf16 on some CPUs and GPUs, and the same run
+# ids would then hold other weights
 demo-weights: install ## train the demo's shipped weights into demo/checkpoints (minutes), measure its unsure rule, save its example digits
-	$(PY) -m lab sweep $(DEMO_SWEEPS) --runs-dir $(DEMO_RUNS) --results-dir build/demo-weights/results
+	$(PY) -m lab sweep $(DEMO_SWEEPS) --precision fp32 --runs-dir $(DEMO_RUNS) --results-dir build/demo-weights/results
 	$(PY) -m lab ship-demo-weights $(DEMO_SWEEPS) --runs-dir $(DEMO_RUNS)
 	$(PY) -m lab demo-unsure
 	$(PY) -m lab demo-examples
