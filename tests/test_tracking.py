@@ -7,8 +7,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from dataclasses import replace
 from pathlib import Path
 
@@ -144,25 +142,30 @@ def test_an_epoch_the_tracker_holds_but_the_ledger_missed_is_not_logged_again(tm
     """The process is killed after a tracker flushed an epoch and before the ledger counted it: on resume the
     tracker's own files say what it holds, and the epoch is not logged twice."""
     cfg = default_config()
-    rows = [{"epoch": epoch, "train_loss": 1.0 / epoch, "epoch_seconds": 0.1} for epoch in (1, 2, 3)]
-    first = Tracking((tracker,), tmp_path, "g")
-    first.start(cfg)
-    first.epoch(rows[0])
-    first.epoch(rows[1])
-    first.close(False)
-    ledger = tmp_path / TRACKING_FOLDER / "epochs" / f"{run_id(cfg)}.json"
-    ledger.write_text(json.dumps({tracker: 1}))  # as if killed between epoch 2's flush and the ledger's write
     log: list[str] = []
-    second = Tracking((tracker,), tmp_path, "g", log.append)
-    second.start(cfg)
-    for row in rows:  # the resumed run replays epochs 1 and 2, then trains 3
-        second.epoch(row)
+    second = _resumed_after_a_kill_past_the_flush(tracker, tmp_path, "g", cfg, log.append)
     second.finish({"epochs": 3, "test_accuracy": 0.5}, tmp_path / "no-run-folder", None)
     got = READERS[tracker](tmp_path, "g", run_id(cfg))
     assert len(got["runs"]) == 1
     for key in ("train_loss", "epoch_seconds"):
         assert [step for step, _ in got["epochs"][key]] == [1, 2, 3], (tracker, key, got["epochs"][key])
     assert [line for line in log if "tracking failed" in line] == []
+
+
+def _resumed_after_a_kill_past_the_flush(tracker: str, runs: Path, group: str, cfg, log=print) -> Tracking:
+    """A run tracked by tracker through epoch 2, killed after the tracker flushed epoch 2 and before the ledger
+    counted it (the ledger rewound to 1), then resumed: the second Tracking, through epoch 3, still open."""
+    rows = [{"epoch": epoch, "train_loss": 1.0 / epoch, "epoch_seconds": 0.1} for epoch in (1, 2, 3)]
+    first = Tracking((tracker,), runs, group)
+    first.start(cfg)
+    first.epoch(rows[0])
+    first.epoch(rows[1])
+    (runs / TRACKING_FOLDER / "epochs" / f"{run_id(cfg)}.json").write_text(json.dumps({tracker: 1}))
+    second = Tracking((tracker,), runs, group, log)
+    second.start(cfg)
+    for row in rows:  # the resumed run replays epochs 1 and 2, then trains 3
+        second.epoch(row)
+    return second
 
 
 def test_a_tensorboard_epoch_cut_short_by_a_kill_is_not_counted(tmp_path):
@@ -338,7 +341,7 @@ def test_without_track_no_tracker_is_imported_and_nothing_is_written(tmp_path, d
 @pytest.fixture
 def mlflow_server(tmp_path, monkeypatch):
     """An MLflow tracking server on 127.0.0.1 (its own SQLite store and artifact folder); MLFLOW_TRACKING_URI at it."""
-    from lab.tools.loadtest import free_port
+    from lab.tools.loadtest import LoadError, free_port, wait_for_app
     port, store, artifacts = free_port(), tmp_path / "server" / "mlflow.db", tmp_path / "server" / "artifacts"
     store.parent.mkdir()
     url, log_path = f"http://127.0.0.1:{port}", tmp_path / "server.log"
@@ -351,18 +354,10 @@ def mlflow_server(tmp_path, monkeypatch):
                                    "--artifacts-destination", str(artifacts)],
                                   env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None, log_path.read_text()[-3000:]
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"no MLflow server at {url} after 60 s: {log_path.read_text()[-3000:]}")
-            time.sleep(0.1)
+        try:
+            wait_for_app(server, f"{url}/health", log_path, timeout=60)
+        except LoadError as error:
+            pytest.fail(f"no MLflow server at {url}: {str(error)[-3000:]}")
         monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
         yield url, artifacts
     finally:
@@ -396,15 +391,6 @@ def test_mlflow_through_a_tracking_server_holds_the_run_folder_and_resumes_there
     assert not (runs / TRACKING_FOLDER / "mlflow").exists()  # no local store beside the server
 
     cfg = replace(default_config(), seed=7)  # a second run, killed after epoch 2's flush and before the ledger's
-    first = Tracking(("mlflow",), runs, "resumed")
-    first.start(cfg)
-    for epoch in (1, 2):
-        first.epoch({"epoch": epoch, "train_loss": 1.0 / epoch})
-    (runs / TRACKING_FOLDER / "epochs" / f"{run_id(cfg)}.json").write_text(json.dumps({"mlflow": 1}))
-    second = Tracking(("mlflow",), runs, "resumed")
-    second.start(cfg)
-    for epoch in (1, 2, 3):  # the resumed run replays epochs 1 and 2, then trains 3
-        second.epoch({"epoch": epoch, "train_loss": 1.0 / epoch})
-    second.close()
+    _resumed_after_a_kill_past_the_flush("mlflow", runs, "resumed", cfg).close()
     got = READERS["mlflow"](runs, "resumed", run_id(cfg))
     assert len(got["runs"]) == 1 and [step for step, _ in got["epochs"]["train_loss"]] == [1, 2, 3]
