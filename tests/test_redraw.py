@@ -13,9 +13,12 @@ from lab.demo.canvas import CANVAS_SIDE, canvas_to_mnist
 from lab.demo.redraw import (
     BRUSH_WIDTHS,
     DIGIT_SIDE,
+    brush_draws,
     brush_redraw,
     canvas_accuracy,
+    described_draws,
     example_digits,
+    miss_rates,
     mistakes_figure,
     redraw_digits,
     sample_digits,
@@ -262,6 +265,42 @@ def test_the_wrong_digits_are_kept_with_what_the_classifier_saw(mnist, tmp_path)
     assert path.stat().st_size > 10_000
     with pytest.raises(ValueError, match="no wrong digits"):
         mistakes_figure(images, {"wrong": [], "wrong_seen": torch.zeros(0, 28, 28)}, path, "test")
+
+
+def test_miss_rates_follow_the_choice_the_misses_follow():
+    """Misses made to happen on the smallest third of one value: its rates read 100/0/0; an unrelated value's
+    thirds hold the same misses spread out; a value of two levels gives two ranges, ties kept together."""
+    n = 300
+    width = torch.arange(n, dtype=torch.float)
+    missed = width < 100
+    shuffled = width[torch.randperm(n, generator=torch.Generator().manual_seed(0))]
+    level = (torch.arange(n) % 2).float()
+    rows = miss_rates({"width": width, "other": shuffled, "level": level}, missed)
+    by = {name: [r for r in rows if r["draw"] == name] for name in ("width", "other", "level")}
+    assert [(r["from"], r["to"], r["digits"], r["wrong"]) for r in by["width"]] == [
+        (0, 99, 100, 100), (100, 199, 100, 0), (200, 299, 100, 0)]
+    assert by["width"][0]["low"] > 0.95 and by["width"][1]["high"] < 0.05
+    assert sum(r["wrong"] for r in by["other"]) == 100 and all(20 < r["wrong"] < 50 for r in by["other"])
+    assert [(r["from"], r["to"], r["digits"]) for r in by["level"]] == [(0, 0, 150), (1, 1, 150)]
+    assert all(r["low"] <= r["rate"] <= r["high"] for r in rows)
+
+
+def test_canvas_accuracy_counts_its_misses_by_the_redraws_random_choices(mnist):
+    images, labels = mnist.test.images[:40], mnist.test.labels[:40]
+    result = canvas_accuracy(AlwaysZero(), images, labels, seed=5, style="brush")
+    draws = described_draws("brush", brush_draws(40, torch.Generator().manual_seed(5)))
+    assert {r["draw"] for r in result["by_draw"]} == set(draws)
+    for name, value in draws.items():  # every digit in one range of each choice, every miss counted once
+        rows = [r for r in result["by_draw"] if r["draw"] == name]
+        assert sum(r["digits"] for r in rows) == 40 and sum(r["wrong"] for r in rows) == len(result["wrong"])
+        assert rows[0]["from"] == pytest.approx(float(value.min()), abs=1e-3)
+        assert rows[-1]["to"] == pytest.approx(float(value.max()), abs=1e-3)
+    width, longer = draws["brush width (canvas px)"], draws["longer side (canvas px)"]
+    assert BRUSH_WIDTHS[0] <= width.min() and width.max() <= BRUSH_WIDTHS[1]
+    assert DIGIT_SIDE[0] * CANVAS_SIDE <= longer.min() and longer.max() <= DIGIT_SIDE[1] * CANVAS_SIDE
+    assert draws["tilt (degrees)"].abs().max() <= 10
+    pen = canvas_accuracy(AlwaysZero(), images, labels, seed=5)
+    assert {r["draw"] for r in pen["by_draw"]} == {"ink level", "pen steps (1/4 px)", "longer side (canvas px)"}
 
 
 def test_demo_accuracy_also_finds_the_digits_both_classifiers_miss(tmp_path):

@@ -1,4 +1,5 @@
-"""Paired-seed statistics on synthetic data with a known answer (lab/report/statistics.py)."""
+"""Paired-seed statistics on synthetic data with a known answer (lab/report/statistics.py), and the Wilson interval
+of a proportion (lab/stats.py)."""
 
 import numpy as np
 import pandas as pd
@@ -92,3 +93,13 @@ def test_the_corrected_interval_excludes_zero_exactly_when_holm_rejects():
         tested = S.correct(pd.DataFrame(rows))
         rejected = tested["p_holm"] < S.ALPHA
         assert list(rejected) == list(tested["verdict"] == S.EFFECT)
+
+
+@pytest.mark.parametrize("k,n", [(0, 10), (5, 10), (10, 10), (109, 10000), (3, 2000)])
+def test_the_wilson_interval_is_scipys(k, n):
+    from scipy import stats
+
+    from lab.stats import wilson
+    expected = stats.binomtest(k, n).proportion_ci(method="wilson")
+    assert wilson(k, n) == pytest.approx((expected.low, expected.high), abs=1e-6)
+    assert wilson(0, 0) == (0.0, 1.0)

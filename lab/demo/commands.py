@@ -78,6 +78,9 @@ def cmd_demo_accuracy(args: argparse.Namespace) -> int:
     result |= {"checkpoint": classifier.run_id, "seed": args.seed, "threads": args.threads, "style": args.style}
     print(f"accuracy {result['accuracy']:.2%} ({len(result['wrong'])} wrong of {result['digits']}); "
           f"latency per call p50 {result['latency_p50_ms']:.2f} ms, p95 {result['latency_p95_ms']:.2f} ms")
+    print("  read wrong by the redraw's random choices (each split at its thirds; Wilson 95% intervals):")
+    for line in miss_rate_lines(result["by_draw"]):
+        print("    " + line)
     if other is not None:  # the same seed redraws the same canvases for it
         theirs = canvas_accuracy(other, images, labels, seed=args.seed, style=args.style)
         both = sorted({w[0] for w in result["wrong"]} & {w[0] for w in theirs["wrong"]})
@@ -102,6 +105,19 @@ def cmd_demo_accuracy(args: argparse.Namespace) -> int:
         accuracy_figure(images, labels, classifier, args.figure, seed=args.seed, style=args.style)
         print(f"  figure: {args.figure}")
     return 0 if not args.min_accuracy or result["accuracy"] >= args.min_accuracy else 1
+
+
+def miss_rate_lines(rows: list[dict]) -> list[str]:
+    """lab.demo.redraw.miss_rates' rows as a table: the choice (once), its range, the miss rate and its interval."""
+    width = max((len(row["draw"]) for row in rows), default=0)
+    lines, last = [], None
+    for row in rows:
+        name = row["draw"] if row["draw"] != last else ""
+        last = row["draw"]
+        span = f"{row['from']:.3g}" + (f" to {row['to']:.3g}" if row["to"] != row["from"] else "")
+        lines.append(f"{name:<{width}}  {span:<16} {row['rate']:6.2%}  ({row['wrong']} of {row['digits']}; "
+                     f"{row['low']:.2%}-{row['high']:.2%})")
+    return lines
 
 
 def add_demo_accuracy(sub: argparse._SubParsersAction) -> None:

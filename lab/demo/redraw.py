@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from lab.demo.canvas import CANVAS_SIDE, canvas_to_mnist
-from lab.stats import latency_ms
+from lab.stats import latency_ms, wilson
 from lab.strokes import draw_strokes, extent, skeletons, stroke_points
 
 UPSCALE = 4  # strokes are thickened or thinned at 4x MNIST's resolution (112 px), so a step is 1/4 pixel
@@ -39,16 +39,27 @@ def _morph(x: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def pen_draws(n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """The random choices of n pen redraws, each (N,): ink level, pen steps, longer side (share of the canvas) and
+    place (two uniforms, y and x, each scaled to the room the digit leaves)."""
+    rand = torch.rand(n, 6, generator=generator)
+    steps = (PEN_STEPS[0] + rand[:, 1] * (PEN_STEPS[1] - PEN_STEPS[0] + 1)).floor().clamp(max=PEN_STEPS[1])
+    return {"threshold": THRESHOLDS[0] + rand[:, 0] * (THRESHOLDS[1] - THRESHOLDS[0]), "steps": steps.long(),
+            "longer": DIGIT_SIDE[0] + rand[:, 2] * (DIGIT_SIDE[1] - DIGIT_SIDE[0]), "place": rand[:, 3:5]}
+
+
 def redraw_digits(images: torch.Tensor, generator: torch.Generator, side: int = CANVAS_SIDE) -> torch.Tensor:
     """MNIST digits (N, 28, 28) uint8 -> canvases (N, side, side) uint8, black ink on white, as a user would draw."""
+    return pen_canvases(images, pen_draws(images.shape[0], generator), side)
+
+
+def pen_canvases(images: torch.Tensor, draws: dict[str, torch.Tensor], side: int = CANVAS_SIDE) -> torch.Tensor:
+    """redraw_digits with its random choices given (pen_draws)."""
     n = images.shape[0]
     x = images.float().div(255.0).unsqueeze(1)  # (N, 1, 28, 28)
     x = F.interpolate(x, scale_factor=UPSCALE, mode="bilinear", align_corners=False)  # (N, 1, 112, 112)
-    rand = torch.rand(n, 6, generator=generator)
-    threshold = THRESHOLDS[0] + rand[:, 0] * (THRESHOLDS[1] - THRESHOLDS[0])
-    pen = (x > threshold.view(n, 1, 1, 1)).float()  # binary strokes, like a pen's
-    steps = (PEN_STEPS[0] + rand[:, 1] * (PEN_STEPS[1] - PEN_STEPS[0] + 1)).floor().clamp(max=PEN_STEPS[1])
-    pen = _morph(pen, steps.long())
+    pen = (x > draws["threshold"].view(n, 1, 1, 1)).float()  # binary strokes, like a pen's
+    pen = _morph(pen, draws["steps"])
     empty = pen.flatten(1).amax(1) == 0  # a digit eroded away entirely keeps its unthickened strokes
     pen[empty] = (x[empty] > THRESHOLDS[0]).float()
     pen = F.avg_pool2d(pen, 3, stride=1, padding=1)  # soft pen edges, as the canvas anti-aliases them
@@ -65,12 +76,11 @@ def redraw_digits(images: torch.Tensor, generator: torch.Generator, side: int = 
     y0, y1 = extent(inked.any(2))
     x0, x1 = extent(inked.any(1))
     # zoom so the longer side spans DIGIT_SIDE of the canvas, then shift anywhere that keeps it inside the margins
-    longer = DIGIT_SIDE[0] + rand[:, 2] * (DIGIT_SIDE[1] - DIGIT_SIDE[0])
-    zoom = 2 * longer / torch.maximum(y1 - y0, x1 - x0).clamp(min=1e-3)
+    zoom = 2 * draws["longer"] / torch.maximum(y1 - y0, x1 - x0).clamp(min=1e-3)
     low_x, high_x = -1 + MARGIN - zoom * x0, 1 - MARGIN - zoom * x1
     low_y, high_y = -1 + MARGIN - zoom * y0, 1 - MARGIN - zoom * y1
-    shift_x = low_x + rand[:, 3] * (high_x - low_x).clamp(min=0)
-    shift_y = low_y + rand[:, 4] * (high_y - low_y).clamp(min=0)
+    shift_x = low_x + draws["place"][:, 0] * (high_x - low_x).clamp(min=0)
+    shift_y = low_y + draws["place"][:, 1] * (high_y - low_y).clamp(min=0)
     # affine_grid maps canvas coordinates u to digit coordinates v = (u - shift) / zoom
     zeros = torch.zeros(n)
     theta = torch.stack([torch.stack([1 / zoom, zeros, -shift_x / zoom], 1),
@@ -86,14 +96,27 @@ def _tilt(points: torch.Tensor, index: torch.Tensor, angle: torch.Tensor) -> tor
     return torch.stack([cos * points[:, 0] - sin * points[:, 1], sin * points[:, 0] + cos * points[:, 1]], 1)
 
 
+def brush_draws(n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """The random choices of n brush redraws, each (N,): brush width (canvas px), the drawing's longer side (share
+    of the canvas), tilt (radians) and place (two uniforms, y and x, each scaled to the room the drawing leaves)."""
+    rand = torch.rand(n, 5, generator=generator)
+    return {"width": BRUSH_WIDTHS[0] + rand[:, 0] * (BRUSH_WIDTHS[1] - BRUSH_WIDTHS[0]),
+            "longer": DIGIT_SIDE[0] + rand[:, 1] * (DIGIT_SIDE[1] - DIGIT_SIDE[0]),
+            "tilt": (rand[:, 2] * 2 - 1) * math.radians(TILT), "place": rand[:, 3:5]}
+
+
 def brush_redraw(images: torch.Tensor, generator: torch.Generator, side: int = CANVAS_SIDE) -> torch.Tensor:
     """MNIST digits (N, 28, 28) uint8 -> canvases (N, side, side) uint8, each digit's skeleton drawn with a round
     brush of one width (BRUSH_WIDTHS), tilted (TILT), sized (DIGIT_SIDE) and placed at random, black on white."""
+    return brush_canvases(images, brush_draws(images.shape[0], generator), side)
+
+
+def brush_canvases(images: torch.Tensor, draws: dict[str, torch.Tensor], side: int = CANVAS_SIDE) -> torch.Tensor:
+    """brush_redraw with its random choices given (brush_draws)."""
     n = images.shape[0]
-    rand = torch.rand(n, 5, generator=generator)
-    width = BRUSH_WIDTHS[0] + rand[:, 0] * (BRUSH_WIDTHS[1] - BRUSH_WIDTHS[0])  # (N,) canvas px
-    longer = (DIGIT_SIDE[0] + rand[:, 1] * (DIGIT_SIDE[1] - DIGIT_SIDE[0])) * side  # the drawing's longer side, px
-    angle = (rand[:, 2] * 2 - 1) * math.radians(TILT)
+    width = draws["width"]  # (N,) canvas px
+    longer = draws["longer"] * side  # the drawing's longer side, px
+    angle = draws["tilt"]
     index, points = stroke_points(skeletons(images))  # (M,), (M, 2) in MNIST px
     points = _tilt(points, index, angle)
     low, high = extent(index, points, n)  # (N, 2) each
@@ -108,7 +131,7 @@ def brush_redraw(images: torch.Tensor, generator: torch.Generator, side: int = C
     # the square's centre anywhere that keeps the drawing inside the margins; (y, x) canvas px
     half = zoom.unsqueeze(1) * (high - low) / 2 + width.unsqueeze(1) / 2  # (N, 2)
     margin = MARGIN * side / 2
-    centre = margin + half + rand[:, 3:5] * (side - 2 * (margin + half)).clamp(min=0)
+    centre = margin + half + draws["place"] * (side - 2 * (margin + half)).clamp(min=0)
     # affine_grid maps canvas coordinates u in [-1, 1] to the square's v = (u * side / 2 + side / 2 - centre) * 2 / span
     zeros = torch.zeros(n)
     ratio = side / span
@@ -120,6 +143,21 @@ def brush_redraw(images: torch.Tensor, generator: torch.Generator, side: int = C
 
 
 REDRAWS = {"pen": redraw_digits, "brush": brush_redraw}  # how canvas_accuracy redraws the digits, by name
+DRAWS = {"pen": (pen_draws, pen_canvases), "brush": (brush_draws, brush_canvases)}  # the same, in two steps
+
+
+def described_draws(style: str, draws: dict[str, torch.Tensor], side: int = CANVAS_SIDE) -> dict[str, torch.Tensor]:
+    """The random choices of a redraw that could make it harder to read, each (N,) float, by a name with its unit.
+
+    For the brush, the stroke's width relative to the drawing: the classifier sees the drawing's longer side scaled
+    to MNIST's 20 px box, so a brush of width w on a drawing of longer side L reaches it about 20 w / L px wide."""
+    longer = draws["longer"] * side
+    if style == "pen":
+        return {"ink level": draws["threshold"], "pen steps (1/4 px)": draws["steps"].float(),
+                "longer side (canvas px)": longer}
+    return {"brush width (canvas px)": draws["width"], "longer side (canvas px)": longer,
+            "tilt (degrees)": torch.rad2deg(draws["tilt"]),
+            "stroke width (px of a 20 px digit)": 20 * draws["width"] / longer}
 
 
 def canvas_accuracy(classifier, images: torch.Tensor, labels: torch.Tensor, seed: int = 0,
@@ -127,15 +165,19 @@ def canvas_accuracy(classifier, images: torch.Tensor, labels: torch.Tensor, seed
     """Redraw digits as canvases (style: a key of REDRAWS) and classify each through canvas_to_mnist + the
     classifier, one canvas per call.
 
-    Returns the accuracy, the number of digits, the wrong ones as (index, label, predicted, top probability), and
-    the per-call latency (canvas -> probabilities) p50/p95 in ms; with keep_wrong also "wrong_seen", what the
-    classifier saw of each wrong one, (k, 28, 28) in [0, 1]. The same seed redraws the same canvases.
+    Returns the accuracy, the number of digits, the wrong ones as (index, label, predicted, top probability), the
+    per-call latency (canvas -> probabilities) p50/p95 in ms, and "by_draw": how often digits were read wrong at each
+    third of every random choice of the redraw (miss_rates of described_draws); with keep_wrong also "wrong_seen",
+    what the classifier saw of each wrong one, (k, 28, 28) in [0, 1]. The same seed redraws the same canvases.
     """
-    redraw = REDRAWS[style]
+    choose, render = DRAWS[style]
     generator = torch.Generator().manual_seed(seed)
-    correct, latencies, wrong, seen = 0, [], [], []
+    correct, latencies, wrong, seen, described = 0, [], [], [], []
     for start in range(0, len(labels), batch_size):
-        canvases = redraw(images[start:start + batch_size], generator).numpy()
+        batch = images[start:start + batch_size]
+        draws = choose(len(batch), generator)
+        described.append(described_draws(style, draws))
+        canvases = render(batch, draws).numpy()
         for i, canvas in enumerate(canvases):
             began = time.perf_counter()
             mnist = canvas_to_mnist(canvas)
@@ -148,11 +190,35 @@ def canvas_accuracy(classifier, images: torch.Tensor, labels: torch.Tensor, seed
                 wrong.append((start + i, int(labels[start + i]), predicted, round(float(probabilities.max()), 4)))
                 seen.append(torch.as_tensor(mnist))
     latency = latency_ms(latencies)
+    missed = torch.zeros(len(labels), dtype=torch.bool)
+    missed[[w[0] for w in wrong]] = True
+    values = {name: torch.cat([d[name] for d in described]) for name in described[0]}
     result = {"accuracy": correct / len(labels), "digits": len(labels), "wrong": wrong,
-              "latency_p50_ms": latency["p50_ms"], "latency_p95_ms": latency["p95_ms"]}
+              "latency_p50_ms": latency["p50_ms"], "latency_p95_ms": latency["p95_ms"],
+              "by_draw": miss_rates(values, missed)}
     if keep_wrong:
         result["wrong_seen"] = torch.stack(seen) if seen else torch.zeros(0, 28, 28)
     return result
+
+
+def miss_rates(values: dict[str, torch.Tensor], missed: torch.Tensor, parts: int = 3) -> list[dict]:
+    """For each named value (N,), the digits split at its quantiles into `parts` ranges of about equal count (equal
+    values stay in one range, so a value with few levels may give fewer): each range's lowest and highest value, its
+    digits, how many were missed (missed: (N,) bool) and that share with its Wilson 95% interval. Flat rates mean
+    the misses do not follow that choice."""
+    rows = []
+    for name, value in values.items():
+        value = value.double()
+        cuts = torch.quantile(value, torch.arange(1, parts, dtype=torch.double) / parts).unique()
+        part = torch.bucketize(value, cuts, right=True)  # ranges (.., cut1), [cut1, cut2), ...; ties stay together
+        for k in part.unique().tolist():
+            inside = part == k
+            digits, wrong = int(inside.sum()), int(missed[inside].sum())
+            low, high = wilson(wrong, digits)
+            rows.append({"draw": name, "from": round(float(value[inside].min()), 3),
+                         "to": round(float(value[inside].max()), 3), "digits": digits, "wrong": wrong,
+                         "rate": wrong / digits, "low": low, "high": high})
+    return rows
 
 
 def sample_digits(images: torch.Tensor, labels: torch.Tensor, n: int, seed: int = 0,
