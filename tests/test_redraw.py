@@ -2,6 +2,7 @@
 weights; the skeletons and constant-width strokes the brush redraw is made of."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -23,6 +24,7 @@ from lab.demo.redraw import (
     redraw_digits,
     sample_digits,
 )
+from lab.errors import LabError
 from lab.strokes import (
     FAINT,
     INK_LEVEL,
@@ -313,3 +315,34 @@ def test_demo_accuracy_also_finds_the_digits_both_classifiers_miss(tmp_path):
     result = json.loads(report.read_text())
     assert result["also"]["both_wrong"] == [w[0] for w in result["wrong"]]
     assert result["also"]["accuracy"] == result["accuracy"]
+
+
+def test_demo_accuracy_reads_the_digits_a_classifier_held_out(mnist, tmp_path, capsys):
+    """--split val redraws the training digits the classifier never trained on (its data.val_size), so classifiers
+    are chosen without the test set; a classifier that held none out, or other ones than the one beside it, is
+    refused, and so is a --digits beyond the split."""
+    from types import SimpleNamespace
+
+    from lab.__main__ import main
+    from lab.config import DataConfig
+    from lab.demo.commands import held_out_digits
+    shipped = shipped_classifier()
+    held = held_out_digits([shipped], mnist)
+    assert torch.equal(held.images, mnist.train.images[-5000:]) and torch.equal(held.labels, mnist.train.labels[-5000:])
+    report = tmp_path / "val.json"
+    assert main(["demo-accuracy", "--checkpoint", str(shipped.folder), "--split", "val", "--digits", "40",
+                 "--style", "brush", "--json", str(report)]) == 0
+    result = json.loads(report.read_text())
+    assert result["split"] == "val" and result["digits"] == 40
+    assert "40 MNIST val digits" in capsys.readouterr().out
+
+    def run(folder: str, **data) -> SimpleNamespace:
+        return SimpleNamespace(folder=Path(folder), config=SimpleNamespace(data=DataConfig(**data)))
+    with pytest.raises(LabError, match="all-in.*data.val_size = 0.*--split test"):
+        held_out_digits([run("all-in")], mnist)
+    with pytest.raises(LabError, match="fashion.*data.dataset = fashion_mnist"):
+        held_out_digits([run("fashion", dataset="fashion_mnist", val_size=5000)], mnist)
+    with pytest.raises(LabError, match="other-split.*data.val_size = 1000 digits, the other 5000"):
+        held_out_digits([shipped, run("other-split", val_size=1000)], mnist)
+    assert main(["demo-accuracy", "--checkpoint", str(shipped.folder), "--split", "val", "--digits", "6000"]) == 2
+    assert "--digits: the val split has 5,000 digits" in capsys.readouterr().err

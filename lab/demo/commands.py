@@ -11,7 +11,7 @@ from pathlib import Path
 
 from lab import paths
 from lab.cli import add_data_dir, add_runs_dir
-from lab.errors import USAGE_ERROR
+from lab.errors import USAGE_ERROR, LabError
 
 # ------------------------------------------------------------------------------------------------ demo-examples
 
@@ -69,13 +69,18 @@ def cmd_demo_accuracy(args: argparse.Namespace) -> int:
     classifier = demo_classifier(args.checkpoint)
     other = load_checkpoint(args.also) if args.also else None  # before the long part: a bad path fails at once
     dataset = load_dataset("mnist", paths.data_dir(args.data_dir))
-    images, labels = sample_digits(dataset.test.images, dataset.test.labels, args.digits, args.seed)
-    print(f"{classifier.describe()}: classifying {args.digits} MNIST test digits redrawn ({args.style}) on a "
+    compared = [classifier] + ([other] if other is not None else [])
+    split = dataset.test if args.split == "test" else held_out_digits(compared, dataset)
+    if not 1 <= args.digits <= len(split):
+        raise LabError(f"--digits: the {args.split} split has {len(split):,} digits; ask for 1 to {len(split):,}")
+    images, labels = sample_digits(split.images, split.labels, args.digits, args.seed)
+    print(f"{classifier.describe()}: classifying {args.digits} MNIST {args.split} digits redrawn ({args.style}) on a "
           f"{CANVAS_SIDE} px canvas, one call each (canvas_to_mnist + probabilities, {args.threads} thread)")
     result = canvas_accuracy(classifier, images, labels, seed=args.seed, style=args.style,
                              keep_wrong=bool(args.mistakes))
     seen = result.pop("wrong_seen", None)
-    result |= {"checkpoint": classifier.run_id, "seed": args.seed, "threads": args.threads, "style": args.style}
+    result |= {"checkpoint": classifier.run_id, "split": args.split, "seed": args.seed, "threads": args.threads,
+               "style": args.style}
     print(f"accuracy {result['accuracy']:.2%} ({len(result['wrong'])} wrong of {result['digits']}); "
           f"latency per call p50 {result['latency_p50_ms']:.2f} ms, p95 {result['latency_p95_ms']:.2f} ms")
     print("  read wrong by the redraw's random choices (each split at its thirds; Wilson 95% intervals):")
@@ -93,8 +98,8 @@ def cmd_demo_accuracy(args: argparse.Namespace) -> int:
     elif args.mistakes:
         Path(args.mistakes).parent.mkdir(parents=True, exist_ok=True)
         mistakes_figure(images, result | {"wrong_seen": seen}, args.mistakes,
-                        f"{classifier.run_id}: the {len(result['wrong'])} of {result['digits']} MNIST test digits "
-                        f"({args.style} redraws, seed {args.seed}) it reads wrong; each digit over what it saw, "
+                        f"{classifier.run_id}: the {len(result['wrong'])} of {result['digits']} MNIST {args.split} "
+                        f"digits ({args.style} redraws, seed {args.seed}) it reads wrong; each digit over what it saw, "
                         "and its answer")
         print(f"  mistakes: {args.mistakes}")
     if args.json:
@@ -105,6 +110,23 @@ def cmd_demo_accuracy(args: argparse.Namespace) -> int:
         accuracy_figure(images, labels, classifier, args.figure, seed=args.seed, style=args.style)
         print(f"  figure: {args.figure}")
     return 0 if not args.min_accuracy or result["accuracy"] >= args.min_accuracy else 1
+
+
+def held_out_digits(classifiers: list, dataset):
+    """The MNIST training digits the classifiers held out for validation (data.val_size): where one is chosen
+    without the test set. LabError unless all of them held out the same digits."""
+    from lab.data import train_val_split
+    size = classifiers[0].config.data.val_size
+    for run in classifiers:
+        data = run.config.data
+        if data.dataset != "mnist" or not data.val_size:
+            raise LabError(f"{run.folder}: held no MNIST validation digits out (data.dataset = {data.dataset}, "
+                           f"data.val_size = {data.val_size}); use --split test, or train it with data.val_size = "
+                           "5000")
+        if data.val_size != size:
+            raise LabError(f"{run.folder}: held out data.val_size = {data.val_size} digits, the other "
+                           f"{size}: --split val compares classifiers on digits both held out")
+    return train_val_split(dataset.train, 0, size)[1]
 
 
 def miss_rate_lines(rows: list[dict]) -> list[str]:
@@ -126,7 +148,10 @@ def add_demo_accuracy(sub: argparse._SubParsersAction) -> None:
                                    "(black on white, off-centre, larger or smaller, thicker or thinner strokes) "
                                    "and classify each through canvas_to_mnist + the classifier, timing each call.")
     p.add_argument("--checkpoint", help="classifier run folder (default: the best in demo/checkpoints)")
-    p.add_argument("--digits", type=int, default=2000, help="test digits to redraw (default: 2000)")
+    p.add_argument("--split", choices=("test", "val"), default="test",
+                   help="test: MNIST's test digits; val: the training digits the classifier held out "
+                        "(data.val_size), to choose between classifiers without the test set (default: test)")
+    p.add_argument("--digits", type=int, default=2000, help="digits to redraw (default: 2000)")
     p.add_argument("--seed", type=int, default=0)
     add_style(p)
     p.add_argument("--threads", type=int, default=1, help="torch threads, as the demo uses (default: 1)")
