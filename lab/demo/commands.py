@@ -63,7 +63,7 @@ def cmd_demo_accuracy(args: argparse.Namespace) -> int:
     from lab.checkpoints import load_checkpoint
     from lab.data import load_dataset
     from lab.demo.canvas import CANVAS_SIDE
-    from lab.demo.redraw import accuracy_figure, canvas_accuracy, mistakes_figure, sample_digits
+    from lab.demo.redraw import accuracy_figure, canvas_accuracy, mistakes_figure, sample_indices
     from lab.run_folder import write_json
     torch.set_num_threads(args.threads)
     classifier = demo_classifier(args.checkpoint)
@@ -73,17 +73,21 @@ def cmd_demo_accuracy(args: argparse.Namespace) -> int:
     split = dataset.test if args.split == "test" else held_out_digits(compared, dataset)
     if not 1 <= args.digits <= len(split):
         raise LabError(f"--digits: the {args.split} split has {len(split):,} digits; ask for 1 to {len(split):,}")
-    images, labels = sample_digits(split.images, split.labels, args.digits, args.seed)
+    picked = sample_indices(len(split), args.digits, args.seed)
+    images, labels = split.images[picked], split.labels[picked]
     print(f"{classifier.describe()}: classifying {args.digits} MNIST {args.split} digits redrawn ({args.style}) on a "
           f"{CANVAS_SIDE} px canvas, one call each (canvas_to_mnist + probabilities, {args.threads} thread)")
     result = canvas_accuracy(classifier, images, labels, seed=args.seed, style=args.style,
                              keep_wrong=bool(args.mistakes))
     seen = result.pop("wrong_seen", None)
+    # "wrong" counts positions in this seed's draw of the split; "wrong_digits" names the same digits by their index
+    # in the split (MNIST's test set, or the held-out digits), so runs at other seeds can be compared
     result |= {"checkpoint": classifier.run_id, "split": args.split, "seed": args.seed, "threads": args.threads,
-               "style": args.style}
+               "style": args.style, "wrong_digits": [int(picked[w[0]]) for w in result["wrong"]]}
     print(f"accuracy {result['accuracy']:.2%} ({len(result['wrong'])} wrong of {result['digits']}); "
           f"latency per call p50 {result['latency_p50_ms']:.2f} ms, p95 {result['latency_p95_ms']:.2f} ms")
-    print("  read wrong by the redraw's random choices (each split at its thirds; Wilson 95% intervals):")
+    print("  read wrong by the redraw's random choices (each split at its thirds, fewer where a choice takes few "
+          "values; Wilson 95% intervals):")
     for line in miss_rate_lines(result["by_draw"]):
         print("    " + line)
     if other is not None:  # the same seed redraws the same canvases for it
@@ -107,7 +111,7 @@ def cmd_demo_accuracy(args: argparse.Namespace) -> int:
         print(f"  results: {args.json}")
     if args.figure:
         Path(args.figure).parent.mkdir(parents=True, exist_ok=True)
-        accuracy_figure(images, labels, classifier, args.figure, seed=args.seed, style=args.style)
+        accuracy_figure(images, labels, classifier, args.figure, seed=args.seed, style=args.style, split=args.split)
         print(f"  figure: {args.figure}")
     return 0 if not args.min_accuracy or result["accuracy"] >= args.min_accuracy else 1
 
@@ -136,7 +140,7 @@ def miss_rate_lines(rows: list[dict]) -> list[str]:
     for row in rows:
         name = row["draw"] if row["draw"] != last else ""
         last = row["draw"]
-        span = f"{row['from']:.3g}" + (f" to {row['to']:.3g}" if row["to"] != row["from"] else "")
+        span = f"{row['from']:.4g}" + (f" to {row['to']:.4g}" if row["to"] != row["from"] else "")
         lines.append(f"{name:<{width}}  {span:<16} {row['rate']:6.2%}  ({row['wrong']} of {row['digits']}; "
                      f"{row['low']:.2%}-{row['high']:.2%})")
     return lines
@@ -144,7 +148,7 @@ def miss_rate_lines(rows: list[dict]) -> list[str]:
 
 def add_demo_accuracy(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo-accuracy", help="accuracy and latency of the demo's classify path on redrawn digits",
-                       description="Redraw MNIST test digits as a user draws them on the demo's canvas "
+                       description="Redraw MNIST digits as a user draws them on the demo's canvas "
                                    "(black on white, off-centre, larger or smaller, thicker or thinner strokes) "
                                    "and classify each through canvas_to_mnist + the classifier, timing each call.")
     p.add_argument("--checkpoint", help="classifier run folder (default: the best in demo/checkpoints)")

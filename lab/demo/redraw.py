@@ -41,7 +41,7 @@ def _morph(x: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
 
 def pen_draws(n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
     """The random choices of n pen redraws, each (N,): ink level, pen steps, longer side (share of the canvas) and
-    place (two uniforms, y and x, each scaled to the room the digit leaves)."""
+    place (N, 2: two uniforms, x then y, each scaled to the room the digit leaves)."""
     rand = torch.rand(n, 6, generator=generator)
     steps = (PEN_STEPS[0] + rand[:, 1] * (PEN_STEPS[1] - PEN_STEPS[0] + 1)).floor().clamp(max=PEN_STEPS[1])
     return {"threshold": THRESHOLDS[0] + rand[:, 0] * (THRESHOLDS[1] - THRESHOLDS[0]), "steps": steps.long(),
@@ -98,7 +98,8 @@ def _tilt(points: torch.Tensor, index: torch.Tensor, angle: torch.Tensor) -> tor
 
 def brush_draws(n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
     """The random choices of n brush redraws, each (N,): brush width (canvas px), the drawing's longer side (share
-    of the canvas), tilt (radians) and place (two uniforms, y and x, each scaled to the room the drawing leaves)."""
+    of the canvas), tilt (radians) and place (N, 2: two uniforms, y then x, each scaled to the room the drawing
+    leaves)."""
     rand = torch.rand(n, 5, generator=generator)
     return {"width": BRUSH_WIDTHS[0] + rand[:, 0] * (BRUSH_WIDTHS[1] - BRUSH_WIDTHS[0]),
             "longer": DIGIT_SIDE[0] + rand[:, 1] * (DIGIT_SIDE[1] - DIGIT_SIDE[0]),
@@ -215,18 +216,22 @@ def miss_rates(values: dict[str, torch.Tensor], missed: torch.Tensor, parts: int
             inside = part == k
             digits, wrong = int(inside.sum()), int(missed[inside].sum())
             low, high = wilson(wrong, digits)
-            rows.append({"draw": name, "from": round(float(value[inside].min()), 3),
-                         "to": round(float(value[inside].max()), 3), "digits": digits, "wrong": wrong,
-                         "rate": wrong / digits, "low": low, "high": high})
+            rows.append({"draw": name, "from": float(value[inside].min()), "to": float(value[inside].max()),
+                         "digits": digits, "wrong": wrong, "rate": wrong / digits, "low": low, "high": high})
     return rows
+
+
+def sample_indices(count: int, n: int, seed: int = 0) -> torch.Tensor:
+    """Which n of a split's count digits sample_digits draws, in its order: (n,) indices into the split."""
+    if not 1 <= n <= count:
+        raise ValueError(f"n: must be in [1, {count}], got {n}")
+    return torch.randperm(count, generator=torch.Generator().manual_seed(seed))[:n]
 
 
 def sample_digits(images: torch.Tensor, labels: torch.Tensor, n: int, seed: int = 0,
                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """n digits drawn at random (seeded, without replacement) from a split: (n, 28, 28) uint8 and (n,) labels."""
-    if not 1 <= n <= len(labels):
-        raise ValueError(f"n: must be in [1, {len(labels)}], got {n}")
-    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))[:n]
+    order = sample_indices(len(labels), n, seed)
     return images[order], labels[order]
 
 
@@ -237,7 +242,7 @@ def example_digits(images: torch.Tensor, labels: torch.Tensor, per_class: int = 
 
 
 def accuracy_figure(images: torch.Tensor, labels: torch.Tensor, classifier, path, seed: int = 0, count: int = 24,
-                    style: str = "pen") -> None:
+                    style: str = "pen", split: str = "test") -> None:
     """A figure of redrawn canvases, what the model sees and its answer (red when wrong), saved to path."""
     import matplotlib
     matplotlib.use("Agg")
@@ -253,7 +258,7 @@ def accuracy_figure(images: torch.Tensor, labels: torch.Tensor, classifier, path
         for ax in axes[:, i]:
             ax.set_axis_off()
     how = "redrawn with a round brush along their skeletons" if style == "brush" else "redrawn"
-    fig.suptitle(f"MNIST test digits {how} on a {CANVAS_SIDE} px canvas (top), what the classifier sees and its "
+    fig.suptitle(f"MNIST {split} digits {how} on a {CANVAS_SIDE} px canvas (top), what the classifier sees and its "
                  "answer", fontsize=9)
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
