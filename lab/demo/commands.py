@@ -70,7 +70,7 @@ def cmd_demo_accuracy(args: argparse.Namespace) -> int:
     other = load_checkpoint(args.also) if args.also else None  # before the long part: a bad path fails at once
     dataset = load_dataset("mnist", paths.data_dir(args.data_dir))
     compared = [classifier] + ([other] if other is not None else [])
-    split = dataset.test if args.split == "test" else held_out_digits(compared, dataset)
+    split = dataset.test if args.split == "test" else held_out_split(compared, dataset)
     if not 1 <= args.digits <= len(split):
         raise LabError(f"--digits: the {args.split} split has {len(split):,} digits; ask for 1 to {len(split):,}")
     picked = sample_indices(len(split), args.digits, args.seed)
@@ -116,7 +116,7 @@ def cmd_demo_accuracy(args: argparse.Namespace) -> int:
     return 0 if not args.min_accuracy or result["accuracy"] >= args.min_accuracy else 1
 
 
-def held_out_digits(classifiers: list, dataset):
+def held_out_split(classifiers: list, dataset):
     """The MNIST training digits the classifiers held out for validation (data.val_size): where one is chosen
     without the test set. LabError unless all of them held out the same digits."""
     from lab.data import train_val_split
@@ -171,7 +171,7 @@ def add_demo_accuracy(sub: argparse._SubParsersAction) -> None:
 
 
 def add_style(p: argparse.ArgumentParser) -> None:
-    """--style: how test digits are redrawn (the keys of lab.demo.redraw.REDRAWS, named here to keep --help fast)."""
+    """--style: how test digits are redrawn (the keys of lab.demo.redraw.DRAWS, named here to keep --help fast)."""
     p.add_argument("--style", choices=("pen", "brush"), default="pen",
                    help="pen: the digit's own strokes thickened or thinned; brush: its skeleton drawn again with a "
                         "round brush of one width, tilted, as a mouse draws (default: pen)")

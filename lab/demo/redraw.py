@@ -143,8 +143,8 @@ def brush_canvases(images: torch.Tensor, draws: dict[str, torch.Tensor], side: i
     return ((1 - ink.clamp(0, 1)) * 255).round().to(torch.uint8)  # (N, side, side), black on white
 
 
-REDRAWS = {"pen": redraw_digits, "brush": brush_redraw}  # how canvas_accuracy redraws the digits, by name
-DRAWS = {"pen": (pen_draws, pen_canvases), "brush": (brush_draws, brush_canvases)}  # the same, in two steps
+# how canvas_accuracy redraws the digits, by name: (its random choices, the canvases drawn with them)
+DRAWS = {"pen": (pen_draws, pen_canvases), "brush": (brush_draws, brush_canvases)}
 
 
 def described_draws(style: str, draws: dict[str, torch.Tensor], side: int = CANVAS_SIDE) -> dict[str, torch.Tensor]:
@@ -163,7 +163,7 @@ def described_draws(style: str, draws: dict[str, torch.Tensor], side: int = CANV
 
 def canvas_accuracy(classifier, images: torch.Tensor, labels: torch.Tensor, seed: int = 0,
                     batch_size: int = 250, style: str = "pen", keep_wrong: bool = False) -> dict:
-    """Redraw digits as canvases (style: a key of REDRAWS) and classify each through canvas_to_mnist + the
+    """Redraw digits as canvases (style: a key of DRAWS) and classify each through canvas_to_mnist + the
     classifier, one canvas per call.
 
     Returns the accuracy, the number of digits, the wrong ones as (index, label, predicted, top probability), the
@@ -222,17 +222,10 @@ def miss_rates(values: dict[str, torch.Tensor], missed: torch.Tensor, parts: int
 
 
 def sample_indices(count: int, n: int, seed: int = 0) -> torch.Tensor:
-    """Which n of a split's count digits sample_digits draws, in its order: (n,) indices into the split."""
+    """n of a split's count digits drawn at random (seeded, without replacement): (n,) indices into the split."""
     if not 1 <= n <= count:
         raise ValueError(f"n: must be in [1, {count}], got {n}")
     return torch.randperm(count, generator=torch.Generator().manual_seed(seed))[:n]
-
-
-def sample_digits(images: torch.Tensor, labels: torch.Tensor, n: int, seed: int = 0,
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    """n digits drawn at random (seeded, without replacement) from a split: (n, 28, 28) uint8 and (n,) labels."""
-    order = sample_indices(len(labels), n, seed)
-    return images[order], labels[order]
 
 
 def example_digits(images: torch.Tensor, labels: torch.Tensor, per_class: int = 5) -> dict[str, torch.Tensor]:
@@ -247,7 +240,9 @@ def accuracy_figure(images: torch.Tensor, labels: torch.Tensor, classifier, path
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    canvases = REDRAWS[style](images[:count], torch.Generator().manual_seed(seed))
+    choose, render = DRAWS[style]
+    shown = images[:count]
+    canvases = render(shown, choose(len(shown), torch.Generator().manual_seed(seed)))
     fig, axes = plt.subplots(2, count, figsize=(count * 0.9, 2.2))
     for i in range(count):
         seen = canvas_to_mnist(canvases[i].numpy())
