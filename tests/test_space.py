@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -84,6 +85,17 @@ def read_page(url: str) -> str:
         return response.read().decode("utf-8", "replace")
 
 
+def direct_post_refused(url: str, api_name: str) -> bool:
+    """Whether the app refuses a call that skips the queue (a POST to its run route), as gradio does on Spaces."""
+    request = urllib.request.Request(f"{url}gradio_api/run/{api_name}", data=json.dumps({"data": []}).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+    try:
+        urllib.request.urlopen(request, timeout=30)
+    except urllib.error.HTTPError as error:
+        return error.code == 404 and b"does not accept direct HTTP POST" in error.read()
+    return False
+
+
 @pytest.mark.slow
 def test_the_space_installs_from_its_requirements_and_serves_every_endpoint(tmp_path):
     began = time.monotonic()
@@ -96,8 +108,11 @@ def test_the_space_installs_from_its_requirements_and_serves_every_endpoint(tmp_
                           env=clean_env({}), capture_output=True, text=True, timeout=INSTALL_SECONDS)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     installed = time.monotonic()
-    probe = subprocess.run([str(python), "-c", "import lab, torch, gradio; print(lab.__file__)"], cwd=space,
-                           env=clean_env({}), capture_output=True, text=True, timeout=300)
+    check = ("import importlib.util, lab, torch, gradio\n"
+             "assert importlib.util.find_spec('spaces') is None, 'spaces is in the venv: its reloader opens 7887'\n"
+             "print(lab.__file__)")
+    probe = subprocess.run([str(python), "-c", check], cwd=space, env=clean_env({}), capture_output=True, text=True,
+                           timeout=300)
     assert probe.returncode == 0, probe.stderr[-3000:]
     assert Path(probe.stdout.strip()).is_relative_to(space)  # the lab of the Space's folder, not this checkout's
 
@@ -120,7 +135,8 @@ def test_the_space_installs_from_its_requirements_and_serves_every_endpoint(tmp_
                                                     endpoints["/classify"]["parameters"][1:]], api_name="/classify")
         assert label["label"] == "7"
         config = read_page(url + "config")
-        assert json.loads(config)["space_id"] == SPACE_ENV["SPACE_ID"]  # it ran as on Spaces
+        assert json.loads(config)["space_id"] == SPACE_ENV["SPACE_ID"]  # it ran as on Spaces:
+        assert direct_post_refused(url, "classify")  # only the queue takes calls, as on a Space
         # no path of this machine on the page or in its config: not the checkout, the Space folder or the home
         page = read_page(url) + config
         for path in {str(paths.ROOT), str(space), str(tmp_path), str(Path.home()), "/work/"}:
@@ -128,5 +144,6 @@ def test_the_space_installs_from_its_requirements_and_serves_every_endpoint(tmp_
     finally:
         stop_app(proc)
     log = (tmp_path / "space.log").read_text()
-    assert log.count("Traceback") == log.count(NO_RELOADER) <= 1, log[-4000:]
+    # the hot reloader failed as it must without the platform's package, and nothing else did
+    assert log.count(NO_RELOADER) == 1 and log.count("Traceback") == 1, log[-4000:]
     print(f"\nSpace test: install {installed - began:.0f} s, all {time.monotonic() - began:.0f} s")
