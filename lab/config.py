@@ -26,6 +26,7 @@ PRECISIONS = ("auto", "fp32", "bf16")
 # experiment trackers a run can be copied into (lab/tracking.py): how a run is watched, never part of its id
 TRACKERS = ("tensorboard", "wandb", "mlflow")
 TRAIN_IMAGES = 60_000
+MAX_ELASTIC = 5.0  # px: data.elastic beyond this tears MNIST's 28 px digits apart
 
 
 class ConfigError(LabError, ValueError):
@@ -52,6 +53,7 @@ class DataConfig:
     scale: float = 0.1  # zoom uniform in [1 - scale, 1 + scale]
     translate: float = 0.1  # shift uniform in [-translate, translate] of the image size
     strokes: float = 0.0  # share of each training batch redrawn along the digits' skeletons with a round brush
+    elastic: float = 0.0  # elastic distortion with the affine: rms length (px) of a smooth random displacement field
 
     def __post_init__(self) -> None:
         _one_of("data.dataset", self.dataset, DATASETS)
@@ -63,6 +65,9 @@ class DataConfig:
         _check("data.scale", 0 <= self.scale < 1, "must be in [0, 1)")
         _check("data.translate", 0 <= self.translate <= 0.5, "must be in [0, 0.5]")
         _check("data.strokes", 0 <= self.strokes <= 1, "must be in [0, 1]: a share of each batch")
+        _check("data.elastic", 0 <= self.elastic <= MAX_ELASTIC, f"must be in [0, {MAX_ELASTIC}] px")
+        _check("data.elastic", self.elastic == 0 or self.augment,
+               "needs data.augment = true: the distortion is drawn with the random affine")
 
 
 @dataclass(frozen=True)
@@ -272,7 +277,7 @@ def from_dict(d: dict) -> RunConfig:
 
 # fields added after runs were trained: at these values they stay out of the hashed text, so every earlier run keeps
 # its id (and its folder) and a config that does not use the new field is the same run it always was
-LATER_FIELDS = {("data", "val_size"): 0, ("data", "strokes"): 0.0}
+LATER_FIELDS = {("data", "val_size"): 0, ("data", "strokes"): 0.0, ("data", "elastic"): 0.0}
 
 
 def canonical_json(cfg: RunConfig) -> str:

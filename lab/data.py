@@ -30,6 +30,7 @@ IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-
 # big-endian uint32 per dimension, then the data
 IMAGES_MAGIC, LABELS_MAGIC = 0x00000803, 0x00000801
 IMAGE_SIZE = 28
+ELASTIC_SIGMA = 4.0  # px: how smooth elastic distortions are (data.elastic), as in Simard et al. (2003) for MNIST
 SPLIT_SIZES = {"train": 60_000, "t10k": 10_000}  # both datasets have these counts
 MAX_IDX_BYTES = 16 + SPLIT_SIZES["train"] * IMAGE_SIZE * IMAGE_SIZE  # the largest file, train-images
 FIX = "delete it to download it again, or replace it with the original file"
@@ -217,9 +218,25 @@ def normalize(x: torch.Tensor, mean: float, std: float) -> torch.Tensor:
     return (x - mean) / std
 
 
+def elastic_field(b: int, h: int, w: int, generator: torch.Generator, rms: float) -> torch.Tensor:
+    """A smooth random displacement field (B, H, W, 2) in grid_sample's units (x, y): uniform noise in [-1, 1]
+    smoothed by a Gaussian of ELASTIC_SIGMA px (Simard et al., 2003), scaled so that its displacements' rms length
+    over the batch is rms pixels."""
+    noise = torch.rand(b * 2, 1, h, w, generator=generator, device=generator.device) * 2 - 1
+    radius = int(3 * ELASTIC_SIGMA)
+    taps = torch.arange(-radius, radius + 1, dtype=noise.dtype, device=noise.device)
+    kernel = torch.exp(-taps**2 / (2 * ELASTIC_SIGMA**2))
+    kernel = kernel / kernel.sum()
+    field = F.conv2d(noise, kernel.view(1, 1, 1, -1), padding=(0, radius))  # along x, then along y
+    field = F.conv2d(field, kernel.view(1, 1, -1, 1), padding=(radius, 0)).view(b, 2, h, w)
+    field = field * (rms / field.pow(2).sum(1).mean().sqrt().clamp(min=1e-12))  # px
+    return torch.stack([field[:, 0] * 2 / w, field[:, 1] * 2 / h], -1)
+
+
 def random_affine(x: torch.Tensor, generator: torch.Generator, rotate: float, scale: float,
-                  translate: float) -> torch.Tensor:
-    """Rotate, zoom and shift each image of a (B, 1, H, W) batch by its own random amount, in one grid_sample.
+                  translate: float, elastic: float = 0.0) -> torch.Tensor:
+    """Rotate, zoom and shift each image of a (B, 1, H, W) batch by its own random amount, in one grid_sample;
+    with elastic > 0, also distort it by a smooth random field of that rms length in pixels (elastic_field).
 
     Pixels are [0, 1] with a black (0) background, so the zero padding of grid_sample is the background.
     """
@@ -232,6 +249,8 @@ def random_affine(x: torch.Tensor, generator: torch.Generator, rotate: float, sc
     shift = u[:, 2:] * 2 * translate  # (B, 2)
     theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
     grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)  # (B, H, W, 2)
+    if elastic:
+        grid = grid + elastic_field(b, x.shape[2], x.shape[3], generator, elastic).to(x.device, x.dtype)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 

@@ -87,7 +87,8 @@ class Batcher:
             kept = None if store is None or idx is None else lambda picked: store(idx[picked])
             x = stroke_augment(x, images, self.generator, self.data.strokes, kept)
         if augment and self.data.augment:
-            x = random_affine(x, self.generator, self.data.rotate, self.data.scale, self.data.translate)
+            x = random_affine(x, self.generator, self.data.rotate, self.data.scale, self.data.translate,
+                              self.data.elastic)
         target = x
         if self.standardise:
             x = normalize(x, self.mean, self.std)

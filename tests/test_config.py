@@ -137,7 +137,8 @@ def _row_config(row: dict) -> RunConfig:
 
 
 def test_the_stroke_augmentation_leaves_every_committed_run_id_as_it_was():
-    """data.strokes came later: at 0 it stays out of the hash, so each committed table's run ids still come out."""
+    """data.strokes and data.elastic came later: at 0 each stays out of the hash, so each committed table's run ids
+    still come out."""
     tables = sorted((paths.EXPERIMENTS_DIR / "results").glob("*.csv"))  # the committed ones, not LAB_RESULTS_DIR
     checked = 0
     for table in tables:
@@ -146,10 +147,24 @@ def test_the_stroke_augmentation_leaves_every_committed_run_id_as_it_was():
             continue
         for row in frame.to_dict("records"):
             cfg = _row_config(row)
-            assert cfg.data.strokes == 0 and run_id(cfg) == row["run_id"], (table.name, row["run_id"])
+            assert cfg.data.strokes == cfg.data.elastic == 0, (table.name, row["run_id"])
+            assert run_id(cfg) == row["run_id"], (table.name, row["run_id"])
             checked += 1
     assert checked >= 100
     brushed = apply_overrides(default_config(), {"data.strokes": 0.5})
     assert run_id(brushed) != run_id(default_config())
     assert from_dict(json.loads(canonical_json(brushed))) == brushed
     assert "strokes" not in canonical_json(default_config())
+
+
+def test_elastic_distortion_came_later_and_needs_the_affine():
+    """data.elastic stays out of the hash at 0 (the committed ids are checked above, all at 0); it is drawn with the
+    random affine, so asking for it without data.augment is an error that says so."""
+    assert "elastic" not in canonical_json(default_config())
+    bent = apply_overrides(default_config(), {"data.augment": True, "data.elastic": 1.5})
+    assert run_id(bent) != run_id(apply_overrides(default_config(), {"data.augment": True}))
+    assert from_dict(json.loads(canonical_json(bent))) == bent
+    with pytest.raises(ConfigError, match=r"data\.elastic: needs data\.augment = true"):
+        apply_overrides(default_config(), {"data.elastic": 1.5})
+    with pytest.raises(ConfigError, match=r"data\.elastic: must be in \[0, 5\.0\] px"):
+        apply_overrides(default_config(), {"data.augment": True, "data.elastic": -1.0})

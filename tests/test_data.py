@@ -7,6 +7,7 @@ from lab.__main__ import main
 from lab.data import (
     DataError,
     SkeletonStore,
+    elastic_field,
     load_dataset,
     ordered_batches,
     random_affine,
@@ -33,6 +34,32 @@ def test_random_affine_moves_each_image_its_own_way_and_is_seeded():
     assert len(distinct) == 64
     ink = a.sum(dim=(1, 2, 3))
     assert (ink > 0.6 * 64).all() and (ink < 1.4 * 64).all()  # zoom +-10% keeps the area within ~+-21%
+
+
+def test_an_elastic_field_is_smooth_and_as_long_as_asked():
+    field = elastic_field(256, 28, 28, torch.Generator().manual_seed(0), rms=1.5)  # grid units: 2 / 28 per px
+    px = field * 14
+    assert field.shape == (256, 28, 28, 2)
+    assert px.pow(2).sum(-1).mean().sqrt().item() == pytest.approx(1.5, rel=1e-4)
+    # smooth: neighbouring pixels move almost alike (white noise of this size would differ by about 2 px)
+    step = (px[:, 1:] - px[:, :-1]).pow(2).sum(-1).mean().sqrt().item()
+    assert step < 0.4
+    # random: each image its own field, and the batch's mean displacement near zero
+    assert not torch.allclose(px[0], px[1]) and px.mean((0, 1, 2)).abs().max() < 0.2
+
+
+def test_elastic_distortion_bends_strokes_and_is_seeded(mnist):
+    x = to_float(mnist.train.images[:64])
+    plain = random_affine(x, torch.Generator().manual_seed(3), rotate=0, scale=0, translate=0)
+    a = random_affine(x, torch.Generator().manual_seed(3), rotate=0, scale=0, translate=0, elastic=1.5)
+    b = random_affine(x, torch.Generator().manual_seed(3), rotate=0, scale=0, translate=0, elastic=1.5)
+    assert torch.equal(a, b) and a.shape == x.shape and 0 <= a.min() and a.max() <= 1
+    assert torch.allclose(plain, x, atol=1e-5)  # elastic 0 draws nothing more: the affine's stream as before
+    moved = (a - x).abs().flatten(1).sum(1) / x.flatten(1).sum(1)  # how much ink moved, per digit
+    assert (moved > 0.05).all()  # every digit bent
+    ink = a.flatten(1).sum(1) / x.flatten(1).sum(1)
+    # but kept whole: the field stretches and squeezes strokes (about +-25% of the ink), it does not tear them off
+    assert ((ink > 0.6) & (ink < 1.4)).all()
 
 
 def test_stroke_augment_redraws_its_share_of_a_batch_and_is_seeded(mnist):
