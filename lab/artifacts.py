@@ -71,7 +71,9 @@ def augmentation_settings(table: pd.DataFrame) -> dict[str, float]:
 
 
 def augment(images: torch.Tensor, draws: int, settings: dict[str, float], seed: int = 0) -> torch.Tensor:
-    """draws random affine copies of each uint8 image, as training with augmentation sees them: (N, draws, 28, 28)."""
+    """draws random affine copies of each uint8 image, as training with augmentation sees them (data.rotate, scale and
+    translate; not data.elastic's distortion nor data.strokes' redraws, which no committed sweep uses):
+    (N, draws, 28, 28)."""
     generator = torch.Generator().manual_seed(seed)
     x = as_float(images).unsqueeze(1).repeat_interleave(draws, 0)  # (N * draws, 1, 28, 28)
     out = random_affine(x, generator, *(settings[k] for k in AUGMENT_KEYS))

@@ -221,7 +221,8 @@ def normalize(x: torch.Tensor, mean: float, std: float) -> torch.Tensor:
 def elastic_field(b: int, h: int, w: int, generator: torch.Generator, rms: float) -> torch.Tensor:
     """A smooth random displacement field (B, H, W, 2) in grid_sample's units (x, y): uniform noise in [-1, 1]
     smoothed by a Gaussian of ELASTIC_SIGMA px (Simard et al., 2003), scaled so that its displacements' rms length
-    over the batch is rms pixels."""
+    over the batch is rms pixels. The smoothing's zero padding makes the field weaker at the borders: where the
+    digit sits it is about 1.1 times rms, and per image it varies (0.6-1.5 times rms at rms 1.5)."""
     noise = torch.rand(b * 2, 1, h, w, generator=generator, device=generator.device) * 2 - 1
     radius = int(3 * ELASTIC_SIGMA)
     taps = torch.arange(-radius, radius + 1, dtype=noise.dtype, device=noise.device)

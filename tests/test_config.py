@@ -136,7 +136,7 @@ def _row_config(row: dict) -> RunConfig:
     return apply_overrides(default_config(row["task"]), values | {"seed": int(row["seed"])})
 
 
-def test_the_stroke_augmentation_leaves_every_committed_run_id_as_it_was():
+def test_the_later_augmentations_leave_every_committed_run_id_as_it_was():
     """data.strokes and data.elastic came later: at 0 each stays out of the hash, so each committed table's run ids
     still come out."""
     tables = sorted((paths.EXPERIMENTS_DIR / "results").glob("*.csv"))  # the committed ones, not LAB_RESULTS_DIR

@@ -50,16 +50,18 @@ def test_an_elastic_field_is_smooth_and_as_long_as_asked():
 
 def test_elastic_distortion_bends_strokes_and_is_seeded(mnist):
     x = to_float(mnist.train.images[:64])
-    plain = random_affine(x, torch.Generator().manual_seed(3), rotate=0, scale=0, translate=0)
     a = random_affine(x, torch.Generator().manual_seed(3), rotate=0, scale=0, translate=0, elastic=1.5)
     b = random_affine(x, torch.Generator().manual_seed(3), rotate=0, scale=0, translate=0, elastic=1.5)
     assert torch.equal(a, b) and a.shape == x.shape and 0 <= a.min() and a.max() <= 1
-    assert torch.allclose(plain, x, atol=1e-5)  # elastic 0 draws nothing more: the affine's stream as before
+    # at elastic 0 the affine draws what it always drew and nothing more, so earlier runs' augmentations are unchanged
+    unbent, alone = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    random_affine(x, unbent, rotate=15, scale=0.1, translate=0.1, elastic=0.0)
+    torch.rand(x.shape[0], 4, generator=alone)
+    assert torch.equal(unbent.get_state(), alone.get_state())
     moved = (a - x).abs().flatten(1).sum(1) / x.flatten(1).sum(1)  # how much ink moved, per digit
     assert (moved > 0.05).all()  # every digit bent
     ink = a.flatten(1).sum(1) / x.flatten(1).sum(1)
-    # but kept whole: the field stretches and squeezes strokes (about +-25% of the ink), it does not tear them off
-    assert ((ink > 0.6) & (ink < 1.4)).all()
+    assert ((ink > 0.5) & (ink < 1.5)).all()  # the field stretches and squeezes strokes (up to about +-30% of the ink)
 
 
 def test_stroke_augment_redraws_its_share_of_a_batch_and_is_seeded(mnist):
