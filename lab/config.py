@@ -26,7 +26,7 @@ PRECISIONS = ("auto", "fp32", "bf16")
 # experiment trackers a run can be copied into (lab/tracking.py): how a run is watched, never part of its id
 TRACKERS = ("tensorboard", "wandb", "mlflow")
 TRAIN_IMAGES = 60_000
-MAX_ELASTIC = 5.0  # px: a bound against typos; 1.5 px already costs the demo's recipe accuracy (its toml)
+MAX_ELASTIC = 5.0  # px, a bound against typos: 1.5 px already costs accuracy (demo/weights_classifier.toml)
 
 
 class ConfigError(LabError, ValueError):
