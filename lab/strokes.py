@@ -76,16 +76,26 @@ def thin(mask: torch.Tensor, max_rounds: int = 64) -> torch.Tensor:
 
 BATCH_APART = np.zeros((3, 3, 3), dtype=bool)
 BATCH_APART[1] = True  # 8-connected within an image, never across images of a batch
+PAPER_APART = np.zeros((3, 3, 3), dtype=bool)
+PAPER_APART[1] = [[0, 1, 0], [1, 1, 1], [0, 1, 0]]  # 4-connected: paper between two diagonal ink pixels is cut
 
 
-def pieces(mask: torch.Tensor) -> torch.Tensor:
-    """The number of 8-connected pieces of each binary image (N, H, W) bool -> (N,) long."""
+def pieces(mask: torch.Tensor, structure: np.ndarray = BATCH_APART) -> torch.Tensor:
+    """The number of 8-connected pieces (4-connected with PAPER_APART) of each binary image (N, H, W) bool -> (N,)
+    long."""
     from scipy import ndimage  # here, not at the top: the demo's Space imports this module and has no scipy
     if not len(mask):
         return torch.zeros(0, dtype=torch.long)
-    label, _ = ndimage.label(mask.cpu().numpy(), structure=BATCH_APART)
+    label, _ = ndimage.label(mask.cpu().numpy(), structure=structure)
     found = [box[0].start for box in ndimage.find_objects(label) if box is not None]  # each piece's image
     return torch.from_numpy(np.bincount(np.asarray(found, dtype=np.int64), minlength=len(label))).long()
+
+
+def holes(mask: torch.Tensor) -> torch.Tensor:
+    """The number of holes in each binary image of ink (N, H, W) bool -> (N,) long: the pieces of paper it closes
+    in, that is those that do not reach the image's edge (a 0 has one, an 8 two, a 1 none)."""
+    paper = F.pad((~mask).to(torch.uint8), (1, 1, 1, 1), value=1).bool()  # a frame joins all paper at the edge
+    return pieces(paper, PAPER_APART) - 1
 
 
 def ink_masks(x: torch.Tensor) -> torch.Tensor:

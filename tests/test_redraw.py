@@ -18,6 +18,7 @@ from lab.demo.redraw import (
     PEN_STEPS,
     THRESHOLDS,
     TILT,
+    brush_canvases,
     brush_draws,
     brush_redraw,
     canvas_accuracy,
@@ -37,6 +38,7 @@ from lab.strokes import (
     SKELETON_SCALE,
     brush_digits,
     draw_strokes,
+    holes,
     hollow,
     ink_masks,
     pieces,
@@ -109,6 +111,25 @@ def test_pieces_counts_each_image_apart():
     masks[3, 0, :] = masks[3, 9, :] = True  # two bars; image 2 is blank
     assert pieces(masks).tolist() == [3, 1, 0, 2]
     assert pieces(masks[:0]).tolist() == []
+
+
+def test_holes_counts_the_paper_each_image_closes_in(mnist):
+    masks = torch.zeros(6, 10, 10, dtype=torch.bool)
+    masks[0, 2:7, 2:7] = True
+    masks[0, 3:6, 3:6] = False  # a ring: one hole
+    masks[1, 1:4, 1:4] = masks[1, 5:8, 1:4] = True
+    masks[1, 2, 2] = masks[1, 6, 2] = False  # an 8 of two rings: two
+    masks[2, 2, 2:8] = True  # a bar: none
+    masks[3, 1, 2] = masks[3, 2, 1] = masks[3, 2, 3] = masks[3, 3, 2] = True  # a diamond of diagonal steps: one
+    masks[4, 0, :] = masks[4, -1, :] = masks[4, :, 0] = masks[4, :, -1] = True  # the image's own edge as a ring: one
+    masks[5, 0, :] = masks[5, :, 0] = True  # two edges: paper that reaches the other two is no hole
+    assert holes(masks).tolist() == [1, 2, 0, 1, 1, 0]
+    assert holes(masks[:0]).tolist() == []
+    images, labels = mnist.test.images[:2000], mnist.test.labels[:2000]
+    found = holes(images > 127)
+    assert (found[labels == 0] == 1).float().mean() > 0.7  # most 0s close their loop; MNIST's writers leave some open
+    assert (found[labels == 1] == 0).float().mean() > 0.95
+    assert (found[labels == 8] == 2).float().mean() > (found[labels == 8] == 1).float().mean() / 2
 
 
 def test_a_faint_digit_is_not_broken_into_dots(mnist):
@@ -299,9 +320,9 @@ def test_miss_rates_follow_the_choice_the_misses_follow():
     assert [(r["from"], r["to"], r["digits"], r["wrong"]) for r in rows] == [(0, 0, 3, 3), (1, 2, 7, 0)]
 
 
-def test_canvas_accuracy_counts_its_misses_by_the_redraws_random_choices(mnist):
-    """Over several batches, each range of each random choice holds the misses of exactly its digits (a stand-in
-    that answers 0 misses every digit that is not a 0)."""
+def test_canvas_accuracy_counts_its_misses_by_the_redraws_random_choices_and_holes(mnist):
+    """Over several batches, each range of each random choice, and each way a redraw keeps or changes its digit's
+    holes, holds the misses of exactly its digits (a stand-in that answers 0 misses every digit that is not a 0)."""
     images, labels = mnist.test.images[:300], mnist.test.labels[:300]
     result = canvas_accuracy(AlwaysZero(), images, labels, seed=5, batch_size=100, style="brush")
     generator = torch.Generator().manual_seed(5)
@@ -316,6 +337,15 @@ def test_canvas_accuracy_counts_its_misses_by_the_redraws_random_choices(mnist):
     assert BRUSH_WIDTHS[0] <= width.min() and width.max() <= BRUSH_WIDTHS[1]
     assert DIGIT_SIDE[0] * CANVAS_SIDE <= longer.min() and longer.max() <= DIGIT_SIDE[1] * CANVAS_SIDE
     assert draws["tilt (degrees)"].abs().max() <= 10
+    generator = torch.Generator().manual_seed(5)
+    seen = torch.stack([torch.as_tensor(canvas_to_mnist(canvas)) for start in range(0, 300, 100)
+                        for canvas in brush_canvases(images[start:start + 100], brush_draws(100, generator)).numpy()])
+    changed = holes(seen > 0.5) - holes(images > 127)
+    wrong = labels != 0
+    rows = {row["holes"]: row for row in result["by_holes"]}
+    for name, inside in (("fewer", changed < 0), ("kept", changed == 0), ("more", changed > 0)):
+        assert (rows[name]["digits"], rows[name]["wrong"]) == (int(inside.sum()), int(wrong[inside].sum()))
+    assert 0 < rows["fewer"]["digits"] < rows["kept"]["digits"]  # real redraws: most keep their holes, some lose one
     pen = canvas_accuracy(AlwaysZero(), images[:40], labels[:40], seed=5)
     assert {r["draw"] for r in pen["by_draw"]} == {"ink level", "pen steps (1/4 px)", "longer side (canvas px)"}
 

@@ -90,6 +90,11 @@ def cmd_demo_accuracy(args: argparse.Namespace) -> int:
           "values; Wilson 95% intervals):")
     for line in miss_rate_lines(result["by_draw"]):
         print("    " + line)
+    print("  read wrong by whether the redraw kept the digit's holes (the 28x28 input's against MNIST's, at half ink; "
+          "Wilson 95% intervals):")
+    for row in result["by_holes"]:
+        print(f"    {row['holes']:<6} {row['rate']:6.2%}  ({row['wrong']} of {row['digits']}; "
+              f"{row['low']:.2%}-{row['high']:.2%})")
     if other is not None:  # the same seed redraws the same canvases for it
         theirs = canvas_accuracy(other, images, labels, seed=args.seed, style=args.style)
         both = sorted({w[0] for w in result["wrong"]} & {w[0] for w in theirs["wrong"]})

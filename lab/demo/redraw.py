@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from lab.demo.canvas import CANVAS_SIDE, canvas_to_mnist
 from lab.stats import latency_ms, wilson
-from lab.strokes import draw_strokes, extent, skeletons, stroke_points
+from lab.strokes import draw_strokes, extent, holes, skeletons, stroke_points
 
 UPSCALE = 4  # strokes are thickened or thinned at 4x MNIST's resolution (112 px), so a step is 1/4 pixel
 THRESHOLDS = (0.2, 0.5)  # binarisation level of the upscaled digit: lower -> thicker strokes
@@ -168,35 +168,40 @@ def canvas_accuracy(classifier, images: torch.Tensor, labels: torch.Tensor, seed
 
     Returns the accuracy, the number of digits, the wrong ones as (index, label, predicted, top probability), the
     per-call latency (canvas -> probabilities) p50/p95 in ms, and "by_draw": how often digits were read wrong at each
-    third of every random choice of the redraw (miss_rates of described_draws); with keep_wrong also "wrong_seen",
-    what the classifier saw of each wrong one, (k, 28, 28) in [0, 1]. The same seed redraws the same canvases.
+    third of every random choice of the redraw (miss_rates of described_draws) and "by_holes": by whether the redraw
+    kept the digit's holes (hole_rates; MNIST's digit and the 28x28 input, each at half ink); with keep_wrong also
+    "wrong_seen", what the classifier saw of each wrong one, (k, 28, 28) in [0, 1]. The same seed redraws the same
+    canvases.
     """
     choose, render = DRAWS[style]
     generator = torch.Generator().manual_seed(seed)
-    correct, latencies, wrong, seen, described = 0, [], [], [], []
+    correct, latencies, wrong, seen, described, changed = 0, [], [], [], [], []
     for start in range(0, len(labels), batch_size):
         batch = images[start:start + batch_size]
         draws = choose(len(batch), generator)
         described.append(described_draws(style, draws))
         canvases = render(batch, draws).numpy()
+        inputs = []
         for i, canvas in enumerate(canvases):
             began = time.perf_counter()
             mnist = canvas_to_mnist(canvas)
             probabilities = classifier.probabilities(mnist[None])[0]  # one call, as the app
             latencies.append(time.perf_counter() - began)
+            inputs.append(torch.as_tensor(mnist))
             predicted = int(probabilities.argmax())
             if predicted == int(labels[start + i]):
                 correct += 1
             else:
                 wrong.append((start + i, int(labels[start + i]), predicted, round(float(probabilities.max()), 4)))
-                seen.append(torch.as_tensor(mnist))
+                seen.append(inputs[-1])
+        changed.append(holes(torch.stack(inputs) > 0.5) - holes(batch > 127))  # the 28 px images, at half ink
     latency = latency_ms(latencies)
     missed = torch.zeros(len(labels), dtype=torch.bool)
     missed[[w[0] for w in wrong]] = True
     values = {name: torch.cat([d[name] for d in described]) for name in described[0]}
     result = {"accuracy": correct / len(labels), "digits": len(labels), "wrong": wrong,
               "latency_p50_ms": latency["p50_ms"], "latency_p95_ms": latency["p95_ms"],
-              "by_draw": miss_rates(values, missed)}
+              "by_draw": miss_rates(values, missed), "by_holes": hole_rates(torch.cat(changed), missed)}
     if keep_wrong:
         result["wrong_seen"] = torch.stack(seen) if seen else torch.zeros(0, 28, 28)
     return result
@@ -218,6 +223,20 @@ def miss_rates(values: dict[str, torch.Tensor], missed: torch.Tensor, parts: int
             low, high = wilson(wrong, digits)
             rows.append({"draw": name, "from": float(value[inside].min()), "to": float(value[inside].max()),
                          "digits": digits, "wrong": wrong, "rate": wrong / digits, "low": low, "high": high})
+    return rows
+
+
+def hole_rates(changed: torch.Tensor, missed: torch.Tensor) -> list[dict]:
+    """How often digits were read wrong (missed: (N,) bool) by whether the redraw kept the digit's holes (changed:
+    (N,) the redraw's holes less the digit's), each share with its Wilson 95% interval: "fewer" (a loop closed up
+    or opened), "kept", "more" (a loop made where the digit had none). A redraw that changes a digit's holes may
+    have stopped being that digit; the misses of those that keep them are the classifier's."""
+    rows = []
+    for name, inside in (("fewer", changed < 0), ("kept", changed == 0), ("more", changed > 0)):
+        digits, wrong = int(inside.sum()), int(missed[inside].sum())
+        low, high = wilson(wrong, digits)
+        rows.append({"holes": name, "digits": digits, "wrong": wrong, "rate": wrong / digits if digits else 0.0,
+                     "low": low, "high": high})
     return rows
 
 
