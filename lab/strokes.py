@@ -78,24 +78,37 @@ BATCH_APART = np.zeros((3, 3, 3), dtype=bool)
 BATCH_APART[1] = True  # 8-connected within an image, never across images of a batch
 PAPER_APART = np.zeros((3, 3, 3), dtype=bool)
 PAPER_APART[1] = [[0, 1, 0], [1, 1, 1], [0, 1, 0]]  # 4-connected: paper between two diagonal ink pixels is cut
+MIN_HOLE = 3  # pixels: a smaller hole in an MNIST digit is mostly a pixel or two inside a stroke fading under the ink
+# level, not a loop
 
 
-def pieces(mask: torch.Tensor, structure: np.ndarray = BATCH_APART) -> torch.Tensor:
-    """The number of 8-connected pieces (4-connected with PAPER_APART) of each binary image (N, H, W) bool -> (N,)
-    long."""
+def pieces(mask: torch.Tensor) -> torch.Tensor:
+    """The number of 8-connected pieces of each binary image (N, H, W) bool -> (N,) long."""
     from scipy import ndimage  # here, not at the top: the demo's Space imports this module and has no scipy
     if not len(mask):
         return torch.zeros(0, dtype=torch.long)
-    label, _ = ndimage.label(mask.cpu().numpy(), structure=structure)
+    label, _ = ndimage.label(mask.cpu().numpy(), structure=BATCH_APART)
     found = [box[0].start for box in ndimage.find_objects(label) if box is not None]  # each piece's image
     return torch.from_numpy(np.bincount(np.asarray(found, dtype=np.int64), minlength=len(label))).long()
 
 
-def holes(mask: torch.Tensor) -> torch.Tensor:
-    """The number of holes in each binary image of ink (N, H, W) bool -> (N,) long: the pieces of paper it closes
-    in, that is those that do not reach the image's edge (a 0 has one, an 8 two, a 1 none)."""
-    paper = F.pad((~mask).to(torch.uint8), (1, 1, 1, 1), value=1).bool()  # a frame joins all paper at the edge
-    return pieces(paper, PAPER_APART) - 1
+def holes(ink: torch.Tensor, level: float = INK_LEVEL, min_area: int = MIN_HOLE) -> torch.Tensor:
+    """The loops of digits (N, H, W) in [0, 1], each counted by the hole it closes in: (N,) long, 1 for a 0, 2 for
+    an 8, none for a 1. A hole is a piece of paper (ink at or under level, 4-connected, as 8-connected ink leaves
+    it) of at least min_area pixels that does not reach the image's edge."""
+    from scipy import ndimage  # here, not at the top: the demo's Space imports this module and has no scipy
+    if not len(ink):
+        return torch.zeros(0, dtype=torch.long)
+    paper = F.pad((ink <= level).to(torch.uint8), (1, 1, 1, 1), value=1).cpu().numpy()  # a frame joins the edge's
+    label, _ = ndimage.label(paper, structure=PAPER_APART)
+    area = np.bincount(label.ravel())
+    image = np.zeros(len(area), dtype=np.int64)
+    for found, box in enumerate(ndimage.find_objects(label), start=1):
+        image[found] = box[0].start
+    hole = area >= min_area
+    hole[0] = False  # ink
+    hole[label[:, 0, 0]] = False  # each image's frame and all paper that reaches it
+    return torch.from_numpy(np.bincount(image[hole], minlength=len(ink))).long()
 
 
 def ink_masks(x: torch.Tensor) -> torch.Tensor:

@@ -90,11 +90,10 @@ def cmd_demo_accuracy(args: argparse.Namespace) -> int:
           "values; Wilson 95% intervals):")
     for line in miss_rate_lines(result["by_draw"]):
         print("    " + line)
-    print("  read wrong by whether the redraw kept the digit's holes (the 28x28 input's against MNIST's, at half ink; "
-          "Wilson 95% intervals):")
+    print("  read wrong by the loops of the 28x28 input against its MNIST digit's (fewer, as many, more; "
+          "lab.strokes.holes; Wilson 95% intervals):")
     for row in result["by_holes"]:
-        print(f"    {row['holes']:<6} {row['rate']:6.2%}  ({row['wrong']} of {row['digits']}; "
-              f"{row['low']:.2%}-{row['high']:.2%})")
+        print(f"    {row['holes']:<6} {rate_text(row)}")
     if other is not None:  # the same seed redraws the same canvases for it
         theirs = canvas_accuracy(other, images, labels, seed=args.seed, style=args.style)
         both = sorted({w[0] for w in result["wrong"]} & {w[0] for w in theirs["wrong"]})
@@ -146,9 +145,13 @@ def miss_rate_lines(rows: list[dict]) -> list[str]:
         name = row["draw"] if row["draw"] != last else ""
         last = row["draw"]
         span = f"{row['from']:.4g}" + (f" to {row['to']:.4g}" if row["to"] != row["from"] else "")
-        lines.append(f"{name:<{width}}  {span:<16} {row['rate']:6.2%}  ({row['wrong']} of {row['digits']}; "
-                     f"{row['low']:.2%}-{row['high']:.2%})")
+        lines.append(f"{name:<{width}}  {span:<16} {rate_text(row)}")
     return lines
+
+
+def rate_text(row: dict) -> str:
+    """A miss rate with its count and interval, e.g. ' 0.92%  (82 of 8875; 0.75%-1.15%)'."""
+    return f"{row['rate']:6.2%}  ({row['wrong']} of {row['digits']}; {row['low']:.2%}-{row['high']:.2%})"
 
 
 def add_demo_accuracy(sub: argparse._SubParsersAction) -> None:

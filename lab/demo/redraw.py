@@ -169,7 +169,8 @@ def canvas_accuracy(classifier, images: torch.Tensor, labels: torch.Tensor, seed
     Returns the accuracy, the number of digits, the wrong ones as (index, label, predicted, top probability), the
     per-call latency (canvas -> probabilities) p50/p95 in ms, and "by_draw": how often digits were read wrong at each
     third of every random choice of the redraw (miss_rates of described_draws) and "by_holes": by whether the redraw
-    kept the digit's holes (hole_rates; MNIST's digit and the 28x28 input, each at half ink); with keep_wrong also
+    has as many loops as its digit (hole_rates; lab.strokes.holes of MNIST's digit and of the 28x28 input); with
+    keep_wrong also
     "wrong_seen", what the classifier saw of each wrong one, (k, 28, 28) in [0, 1]. The same seed redraws the same
     canvases.
     """
@@ -194,7 +195,7 @@ def canvas_accuracy(classifier, images: torch.Tensor, labels: torch.Tensor, seed
             else:
                 wrong.append((start + i, int(labels[start + i]), predicted, round(float(probabilities.max()), 4)))
                 seen.append(inputs[-1])
-        changed.append(holes(torch.stack(inputs) > 0.5) - holes(batch > 127))  # the 28 px images, at half ink
+        changed.append(holes(torch.stack(inputs)) - holes(batch.float().div(255.0)))  # both at 28 px
     latency = latency_ms(latencies)
     missed = torch.zeros(len(labels), dtype=torch.bool)
     missed[[w[0] for w in wrong]] = True
@@ -219,25 +220,25 @@ def miss_rates(values: dict[str, torch.Tensor], missed: torch.Tensor, parts: int
         part = torch.bucketize(value, cuts, right=True)  # ranges (.., cut1), [cut1, cut2), ...; ties stay together
         for k in part.unique().tolist():
             inside = part == k
-            digits, wrong = int(inside.sum()), int(missed[inside].sum())
-            low, high = wilson(wrong, digits)
             rows.append({"draw": name, "from": float(value[inside].min()), "to": float(value[inside].max()),
-                         "digits": digits, "wrong": wrong, "rate": wrong / digits, "low": low, "high": high})
+                         **_miss_rate(missed, inside)})
     return rows
 
 
 def hole_rates(changed: torch.Tensor, missed: torch.Tensor) -> list[dict]:
-    """How often digits were read wrong (missed: (N,) bool) by whether the redraw kept the digit's holes (changed:
-    (N,) the redraw's holes less the digit's), each share with its Wilson 95% interval: "fewer" (a loop closed up
-    or opened), "kept", "more" (a loop made where the digit had none). A redraw that changes a digit's holes may
-    have stopped being that digit; the misses of those that keep them are the classifier's."""
-    rows = []
-    for name, inside in (("fewer", changed < 0), ("kept", changed == 0), ("more", changed > 0)):
-        digits, wrong = int(inside.sum()), int(missed[inside].sum())
-        low, high = wilson(wrong, digits)
-        rows.append({"holes": name, "digits": digits, "wrong": wrong, "rate": wrong / digits if digits else 0.0,
-                     "low": low, "high": high})
-    return rows
+    """How often digits were read wrong (missed: (N,) bool) by how their redraw's loops compare with the digit's
+    (changed: (N,) the redraw's holes less the digit's, lab.strokes.holes), each share with its Wilson 95% interval:
+    "fewer" (a loop closed up or opened), "kept" (as many), "more" (a loop made). A redraw that changes its digit's
+    loops may have stopped being that digit; one that keeps them may still have (a bold 3's prong thinned away)."""
+    return [{"holes": name, **_miss_rate(missed, inside)}
+            for name, inside in (("fewer", changed < 0), ("kept", changed == 0), ("more", changed > 0))]
+
+
+def _miss_rate(missed: torch.Tensor, inside: torch.Tensor) -> dict:
+    """The digits inside (N,) bool, how many of them were missed, that share (0 of none) and its Wilson interval."""
+    digits, wrong = int(inside.sum()), int(missed[inside].sum())
+    low, high = wilson(wrong, digits)
+    return {"digits": digits, "wrong": wrong, "rate": wrong / digits if digits else 0.0, "low": low, "high": high}
 
 
 def sample_indices(count: int, n: int, seed: int = 0) -> torch.Tensor:
