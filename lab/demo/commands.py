@@ -86,14 +86,7 @@ def cmd_demo_accuracy(args: argparse.Namespace) -> int:
                "style": args.style, "wrong_digits": [int(picked[w[0]]) for w in result["wrong"]]}
     print(f"accuracy {result['accuracy']:.2%} ({len(result['wrong'])} wrong of {result['digits']}); "
           f"latency per call p50 {result['latency_p50_ms']:.2f} ms, p95 {result['latency_p95_ms']:.2f} ms")
-    print("  read wrong by the redraw's random choices (each split at its thirds, fewer where a choice takes few "
-          "values; Wilson 95% intervals):")
-    for line in miss_rate_lines(result["by_draw"]):
-        print("    " + line)
-    print("  read wrong by the loops of the 28x28 input against its MNIST digit's (fewer, as many, more; "
-          "lab.strokes.holes; Wilson 95% intervals):")
-    for row in result["by_holes"]:
-        print(f"    {row['holes']:<6} {rate_text(row)}")
+    print_misses(result)
     if other is not None:  # the same seed redraws the same canvases for it
         theirs = canvas_accuracy(other, images, labels, seed=args.seed, style=args.style)
         both = sorted({w[0] for w in result["wrong"]} & {w[0] for w in theirs["wrong"]})
@@ -135,6 +128,18 @@ def held_out_split(classifiers: list, dataset):
             raise LabError(f"{run.folder}: held out data.val_size = {data.val_size} digits, the other "
                            f"{size}: --split val compares classifiers on digits both held out")
     return train_val_split(dataset.train, 0, size)[1]
+
+
+def print_misses(result: dict) -> None:
+    """Print how canvas_accuracy's misses split by the redraw's random choices and by the redraw's loops."""
+    print("  read wrong by the redraw's random choices (each split at its thirds, fewer where a choice takes few "
+          "values; Wilson 95% intervals):")
+    for line in miss_rate_lines(result["by_draw"]):
+        print("    " + line)
+    print("  read wrong by the loops of the 28x28 input against its MNIST digit's (fewer, as many, more; "
+          "lab.strokes.holes; Wilson 95% intervals):")
+    for row in result["by_holes"]:
+        print(f"    {row['holes']:<6} {rate_text(row)}")
 
 
 def miss_rate_lines(rows: list[dict]) -> list[str]:
