@@ -88,8 +88,17 @@ def pieces(mask: torch.Tensor) -> torch.Tensor:
     if not len(mask):
         return torch.zeros(0, dtype=torch.long)
     label, _ = ndimage.label(mask.cpu().numpy(), structure=BATCH_APART)
-    found = [box[0].start for box in ndimage.find_objects(label) if box is not None]  # each piece's image
-    return torch.from_numpy(np.bincount(np.asarray(found, dtype=np.int64), minlength=len(label))).long()
+    return torch.from_numpy(np.bincount(_image_of(label)[1:], minlength=len(label))).long()
+
+
+def _image_of(label: np.ndarray) -> np.ndarray:
+    """For ndimage.label's labels of a batch (N, H, W) labelled apart per image: each label's image, (labels + 1,)
+    int64 (label 0, the background, gets 0)."""
+    from scipy import ndimage
+    image = np.zeros(label.max() + 1, dtype=np.int64)
+    for found, box in enumerate(ndimage.find_objects(label), start=1):
+        image[found] = box[0].start
+    return image
 
 
 def holes(ink: torch.Tensor, level: float = INK_LEVEL, min_area: int = MIN_HOLE) -> torch.Tensor:
@@ -101,14 +110,10 @@ def holes(ink: torch.Tensor, level: float = INK_LEVEL, min_area: int = MIN_HOLE)
         return torch.zeros(0, dtype=torch.long)
     paper = F.pad((ink <= level).to(torch.uint8), (1, 1, 1, 1), value=1).cpu().numpy()  # a frame joins the edge's
     label, _ = ndimage.label(paper, structure=PAPER_APART)
-    area = np.bincount(label.ravel())
-    image = np.zeros(len(area), dtype=np.int64)
-    for found, box in enumerate(ndimage.find_objects(label), start=1):
-        image[found] = box[0].start
-    hole = area >= min_area
+    hole = np.bincount(label.ravel()) >= min_area
     hole[0] = False  # ink
     hole[label[:, 0, 0]] = False  # each image's frame and all paper that reaches it
-    return torch.from_numpy(np.bincount(image[hole], minlength=len(ink))).long()
+    return torch.from_numpy(np.bincount(_image_of(label)[hole], minlength=len(ink))).long()
 
 
 def ink_masks(x: torch.Tensor) -> torch.Tensor:

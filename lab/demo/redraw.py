@@ -170,9 +170,8 @@ def canvas_accuracy(classifier, images: torch.Tensor, labels: torch.Tensor, seed
     per-call latency (canvas -> probabilities) p50/p95 in ms, and "by_draw": how often digits were read wrong at each
     third of every random choice of the redraw (miss_rates of described_draws) and "by_holes": by whether the redraw
     has as many loops as its digit (hole_rates; lab.strokes.holes of MNIST's digit and of the 28x28 input); with
-    keep_wrong also
-    "wrong_seen", what the classifier saw of each wrong one, (k, 28, 28) in [0, 1]. The same seed redraws the same
-    canvases.
+    keep_wrong also "wrong_seen", what the classifier saw of each wrong one, (k, 28, 28) in [0, 1]. The same seed
+    redraws the same canvases.
     """
     choose, render = DRAWS[style]
     generator = torch.Generator().manual_seed(seed)
