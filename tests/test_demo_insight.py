@@ -17,7 +17,7 @@ from demo_server import APP, SHIPPED  # noqa: E402
 from lab.__main__ import main  # noqa: E402
 from lab.checkpoints import find_checkpoints, load_checkpoint  # noqa: E402
 from lab.demo.canvas import canvas_to_mnist  # noqa: E402
-from lab.demo.explain import overlay, saliency  # noqa: E402
+from lab.demo.explain import folded, overlay, saliency  # noqa: E402
 from lab.demo.latent_map import SIDE, build_map, with_markers  # noqa: E402
 from lab.demo.redraw import redraw_digits  # noqa: E402
 from lab.demo.unsure import (  # noqa: E402
@@ -76,6 +76,21 @@ def test_saliency_lies_on_the_digit(classifier, canvases):
         ratios.append(float(heat[ink].mean() / heat[~ink].mean()))
     assert np.median(ratios) > 1.5 and np.mean(np.array(ratios) > 1) >= 0.9, ratios
     assert all(p.grad is None for p in classifier.model.parameters())  # nothing accumulates in shared weights
+
+
+def test_the_live_path_folds_batch_norm_into_the_same_function(classifier):
+    """saliency runs a copy of the model with each batch norm folded into its convolution: no norm left, the same
+    logits, made once per model; a model in training mode (its norms still learning) is used as it is."""
+    model = classifier.model
+    fast = folded(model)
+    assert fast is not model and folded(model) is fast
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())  # the checkpoint's own model untouched
+    x = torch.rand(32, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), model(x), atol=1e-4, rtol=1e-4)
+    learning = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2)).train()
+    assert folded(learning) is learning
 
 
 def test_overlay_is_the_digit_with_the_map_in_colour():

@@ -5,9 +5,13 @@ a bright pixel is one whose change would move that score most. One forward and o
 small CNN, so the probabilities come from the same pass and the live path stays a single call.
 """
 
+import weakref
+
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
+from torch.fx.experimental.optimization import fuse
 
 SMOOTH = 3  # px: a box blur of the gradient's magnitude, so the map reads as regions rather than speckle
 SHARPEN = 2  # the map is raised to this power: the strongest pixels stand out of the faint spread around them
@@ -18,11 +22,24 @@ HOW_TO_READ = ("Orange marks the pixels whose change would most move the score o
                "model looks. It is the gradient of that digit's score with respect to each of the 28x28 pixels.")
 
 
+_FOLDED: "weakref.WeakKeyDictionary[nn.Module, nn.Module]" = weakref.WeakKeyDictionary()
+
+
+def folded(model: nn.Module) -> nn.Module:
+    """The model in eval mode with each batch norm folded into the convolution before it: the same function in
+    fewer ops a call, for a checkpoint's weights, which never change. Made once per model and kept while the model
+    lives; a norm not straight after a convolution stays, and a model in training mode is used as it is."""
+    found = _FOLDED.get(model)
+    if found is None:
+        found = _FOLDED[model] = fuse(model) if not model.training else model  # fuse copies the model
+    return found
+
+
 def saliency(classifier, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(28, 28) image in [0, 1] -> (probabilities (10,), saliency (28, 28) in [0, 1]) for the predicted class."""
     x = classifier._input(image[None]).detach().requires_grad_(True)  # (1, 1, 28, 28), normalised as in training
     with torch.enable_grad():
-        logits = classifier.model(x)[0]  # (10,)
+        logits = folded(classifier.model)(x)[0]  # (10,)
         # autograd.grad, not backward: nothing accumulates in the weights' .grad, which concurrent requests share
         (grad,) = torch.autograd.grad(logits[logits.argmax()], x)
     grad = grad[0].abs()  # (1, 28, 28)
@@ -33,8 +50,8 @@ def saliency(classifier, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
 
 def overlay(image: torch.Tensor, heat: torch.Tensor, scale: int) -> np.ndarray:
     """The digit in grey with the saliency map blended over it -> (28*scale, 28*scale, 3) uint8, crisp pixels."""
-    grey = image.clamp(0, 1)[..., None].expand(28, 28, 3) * DIGIT_GREY  # (28, 28, 3): the digit, dimmed
-    alpha = (heat.clamp(0, 1) * STRENGTH)[..., None]  # (28, 28, 1)
-    rgb = grey * (1 - alpha) + torch.tensor(OVERLAY) * alpha
-    pixels = (rgb * 255).round().to(torch.uint8)
-    return pixels.repeat_interleave(scale, 0).repeat_interleave(scale, 1).numpy()
+    grey = image.clamp(0, 1).numpy()[..., None] * DIGIT_GREY  # (28, 28, 1): the digit, dimmed
+    alpha = heat.clamp(0, 1).numpy()[..., None] * STRENGTH  # (28, 28, 1)
+    rgb = grey * (1 - alpha) + np.asarray(OVERLAY, dtype=np.float32) * alpha  # (28, 28, 3)
+    pixels = np.rint(rgb * 255).astype(np.uint8)
+    return pixels.repeat(scale, 0).repeat(scale, 1)  # numpy's repeat: a third of torch's repeat_interleave here
