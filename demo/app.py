@@ -118,8 +118,8 @@ def load_examples(path: Path = EXAMPLES_FILE) -> dict[int, torch.Tensor]:
 
 def show(image: torch.Tensor) -> np.ndarray:
     """(..., 28, W) floats in [0, 1] -> uint8 pixels SHOW_SCALE times larger, for gr.Image."""
-    pixels = (image.squeeze().clamp(0, 1) * 255).round().to(torch.uint8)
-    return pixels.repeat_interleave(SHOW_SCALE, 0).repeat_interleave(SHOW_SCALE, 1).numpy()
+    pixels = (image.squeeze().clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    return pixels.repeat(SHOW_SCALE, 0).repeat(SHOW_SCALE, 1)  # numpy's repeat: faster than torch's here
 
 
 def cache_png(pixels: np.ndarray, folder: str | Path) -> str:
