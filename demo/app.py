@@ -32,6 +32,7 @@ from safetensors.torch import load_file  # noqa: E402
 
 from lab import paths  # noqa: E402
 from lab.checkpoints import Checkpoint, CheckpointError, find_checkpoints, load_checkpoint  # noqa: E402
+from lab.demo import REQUEST_THREADS  # noqa: E402
 from lab.demo.canvas import (  # noqa: E402
     CANVAS_SIDE,
     MAX_SIDE,
@@ -553,7 +554,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(models.autoencoders)} autoencoders")
     for message in models.skipped:
         print(f"skipped: {message}", file=sys.stderr)
-    torch.set_num_threads(1)  # the models are tiny; one thread per request keeps CONCURRENCY requests apart
+    torch.set_num_threads(REQUEST_THREADS)  # one thread per request keeps CONCURRENCY requests apart
     build_demo(models).launch(server_name=args.host, server_port=args.port, share=args.share,
                               max_file_size=MAX_FILE_SIZE)
     return 0

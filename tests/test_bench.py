@@ -12,6 +12,7 @@ import torch
 from lab import device as device_module
 from lab import paths
 from lab.config import ConfigError, apply_overrides, default_config
+from lab.demo import REQUEST_THREADS
 from lab.device import autocast_dtype
 from lab.report import benchmark
 from lab.report.benchmark import earlier_runs, measured_by
@@ -193,10 +194,19 @@ def test_bench_reads_the_older_one_run_provenance():
     assert earlier_runs(old) == "accuracy on None (first)"
 
 
-def test_latency_times_the_live_classify_with_its_saliency():
-    """The latency section times the shipped classifiers' plain and live (saliency) paths: rows, not speed."""
-    lines = []
-    rows = bench.bench_latency(5, torch.device("cpu"), paths.data_dir(None), lines.append)
+def test_latency_times_the_live_classify_with_its_saliency(monkeypatch):
+    """The latency section times the shipped classifiers' plain and live (saliency) paths, on one torch thread as
+    the app serves a request, and gives the caller's threads back: rows, not speed."""
+    lines, threads, timed_on = [], torch.get_num_threads(), []
+    live = bench._time_live
+    monkeypatch.setattr(bench, "_time_live", lambda *args: timed_on.append(torch.get_num_threads()) or live(*args))
+    torch.set_num_threads(2)  # more than the app's one, so a bench that kept the caller's would show
+    try:
+        rows = bench.bench_latency(5, torch.device("cpu"), paths.data_dir(None), lines.append)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+    assert timed_on and set(timed_on) == {REQUEST_THREADS}
     measures = {(r["name"], r["measure"]): r for r in rows}
     names = {name for name, _ in measures}
     assert names and all(name.startswith("fast_cnn") for name in names)
@@ -205,3 +215,5 @@ def test_latency_times_the_live_classify_with_its_saliency():
         assert 0 < live50["value"] <= live95["value"] and live50["n"] == 5
         assert live50["low"] <= live50["value"] <= live50["high"]
     assert any("live (with saliency)" in line and "p95" in line for line in lines)
+    assert all("1 torch thread, as the app serves" in measures[name, m]["note"]
+               for name in names for m in ("classify_ms_p50", "live_ms_p50"))

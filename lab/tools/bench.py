@@ -430,16 +430,17 @@ def bench_throughput(device: torch.device, data_dir: Path, quick: bool, precisio
 
 
 def bench_latency(calls: int, device: torch.device, data_dir: Path, log) -> list[dict]:
-    """Item 4: the demo's classify path, raw 280x280 canvas -> probabilities, p50 and p95 over many calls."""
+    """Item 4: the demo's classify path, raw 280x280 canvas -> probabilities, p50 and p95 over many calls, on as
+    many torch threads as the app gives a request."""
     section, measure = "latency", "classify_ms"
     try:
-        from lab.demo.canvas import canvas_to_mnist, mnist_to_canvas
+        from lab.demo import REQUEST_THREADS
+        from lab.demo.canvas import mnist_to_canvas
     except ImportError as error:
         return [_row(section, "demo classify", measure, float("nan"), "ms",
                      note=f"skipped: no lab.demo.canvas ({error})")]
     from lab.checkpoints import find_checkpoints
     from lab.data import load_dataset
-    from lab.stats import latency_ms
 
     folder = paths.demo_checkpoints()
     checkpoints, _ = find_checkpoints(folder, task="classifier", device=device)
@@ -447,6 +448,21 @@ def bench_latency(calls: int, device: torch.device, data_dir: Path, log) -> list
         return [_row(section, "demo classify", measure, float("nan"), "ms",
                      note=f"skipped: no classifier checkpoints in {folder}")]
     canvas = mnist_to_canvas(load_dataset("mnist", str(data_dir)).test.images[0])  # (280, 280) black ink on white
+    threads = torch.get_num_threads()
+    torch.set_num_threads(REQUEST_THREADS)  # as the app serves each request
+    try:
+        return _latency_rows(checkpoints, canvas, calls, log)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _latency_rows(checkpoints: list, canvas, calls: int, log) -> list[dict]:
+    """bench_latency's rows for each classifier checkpoint: the plain and the live classify path on canvas."""
+    from lab.demo import REQUEST_THREADS
+    from lab.demo.canvas import canvas_to_mnist
+    from lab.stats import latency_ms
+
+    section, threads = "latency", f"; {REQUEST_THREADS} torch thread, as the app serves a request"
     rows = []
     for checkpoint in checkpoints:
         times = []
@@ -459,13 +475,14 @@ def bench_latency(calls: int, device: torch.device, data_dir: Path, log) -> list
         name = f"{checkpoint.config.model.preset} {checkpoint.run_id[-10:]}"
         rows.append(_row(section, name, "classify_ms_p50", stats["p50_ms"], "ms", low=stats["min_ms"],
                          high=stats["max_ms"], n=stats["n"],
-                         note="280x280 grey canvas -> canvas_to_mnist -> probabilities; low/high: min/max"))
+                         note="280x280 grey canvas -> canvas_to_mnist -> probabilities; low/high: min/max" + threads))
         rows.append(_row(section, name, "classify_ms_p95", stats["p95_ms"], "ms", n=stats["n"]))
         log(f"  {name}: p50 {stats['p50_ms']:.2f} ms, p95 {stats['p95_ms']:.2f} ms over {calls} calls")
         live = latency_ms(_time_live(checkpoint, canvas, calls))
         rows.append(_row(section, name, "live_ms_p50", live["p50_ms"], "ms", low=live["min_ms"], high=live["max_ms"],
                          n=live["n"], note="what each stroke costs: canvas_to_mnist -> probabilities and saliency "
-                                           "(one forward and backward pass) -> the overlay image; low/high: min/max"))
+                                           "(one forward and backward pass) -> the overlay image; low/high: min/max"
+                                           + threads))
         rows.append(_row(section, name, "live_ms_p95", live["p95_ms"], "ms", n=live["n"]))
         log(f"  {name} live (with saliency): p50 {live['p50_ms']:.2f} ms, p95 {live['p95_ms']:.2f} ms "
             f"(the demo aims at p95 under {LIVE_P95_MS:g} ms)")
