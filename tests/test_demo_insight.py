@@ -1,9 +1,11 @@
 """The demo's insight views on the shipped checkpoints: why this digit (saliency), the unsure rule, the latent map,
 and the cost of the live classify path."""
 
+import copy
 import json
 import os
 import sys
+import threading
 from dataclasses import replace
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -16,6 +18,7 @@ from demo_server import APP, SHIPPED  # noqa: E402
 
 from lab.__main__ import main  # noqa: E402
 from lab.checkpoints import find_checkpoints, load_checkpoint  # noqa: E402
+from lab.demo import explain  # noqa: E402
 from lab.demo.canvas import canvas_to_mnist  # noqa: E402
 from lab.demo.explain import folded, overlay, saliency  # noqa: E402
 from lab.demo.latent_map import SIDE, build_map, with_markers  # noqa: E402
@@ -78,9 +81,10 @@ def test_saliency_lies_on_the_digit(classifier, canvases):
     assert all(p.grad is None for p in classifier.model.parameters())  # nothing accumulates in shared weights
 
 
-def test_the_live_path_folds_batch_norm_into_the_same_function(classifier):
+def test_the_live_path_folds_batch_norm_into_the_same_function(classifier, monkeypatch):
     """saliency runs a copy of the model with each batch norm folded into its convolution: no norm left, the same
-    logits, made once per model; a model in training mode (its norms still learning) is used as it is."""
+    logits, made once per model, and no gradient left in its weights; a model with a part in training mode (its
+    norms still learning) is used as it is, and folded once it is put in eval mode."""
     model = classifier.model
     fast = folded(model)
     assert fast is not model and folded(model) is fast
@@ -89,8 +93,43 @@ def test_the_live_path_folds_batch_norm_into_the_same_function(classifier):
     x = torch.rand(32, 1, 28, 28, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         torch.testing.assert_close(fast(x), model(x), atol=1e-4, rtol=1e-4)
-    learning = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2)).train()
+    used = []
+    monkeypatch.setattr(explain, "folded", lambda m: used.append(m) or fast)
+    saliency(classifier, x[0, 0])
+    assert used == [model] and all(p.grad is None for p in fast.parameters())
+    learning = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.Sequential(torch.nn.BatchNorm2d(2)))
+    learning.eval()
+    learning[1].train()  # one part still learning
     assert folded(learning) is learning
+    learning.eval()
+    assert folded(learning) is not learning
+
+
+def test_folding_leaves_requests_running_other_models_alone(classifier):
+    """Folding traces nothing: a request running a model meanwhile never fails (torch.fx's tracing swaps
+    nn.Module's call for the whole process while it runs, which broke such requests)."""
+    errors, stop = [], threading.Event()
+
+    def serve():
+        x = torch.rand(1, 1, 28, 28)
+        while not stop.is_set():
+            try:
+                classifier.model(x)
+            except Exception as error:  # any failure is the finding
+                errors.append(error)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # threads take turns often: torch.fx's tracing here failed such requests 30,000 times
+    thread = threading.Thread(target=serve)
+    thread.start()
+    try:
+        for _ in range(50):
+            folded(copy.deepcopy(classifier.model))  # a model folded for the first time, each time
+    finally:
+        stop.set()
+        thread.join()
+        sys.setswitchinterval(interval)
+    assert not errors
 
 
 def test_overlay_is_the_digit_with_the_map_in_colour():

@@ -1,4 +1,4 @@
 """What demo/app.py and its Space call: canvas preprocessing, redrawn test digits, the Hugging Face Hub."""
 
 REQUEST_THREADS = 1  # torch threads per request: the app serves two requests at once on a 2-core CPU, one thread
-# each (its models are tiny); the benchmark times the classify path with as many
+# each (its models are tiny); lab/tools/bench.py times the classify path on as many
