@@ -11,6 +11,7 @@ from pathlib import Path
 
 from lab import paths
 from lab.cli import add_data_dir, add_runs_dir
+from lab.demo import REQUEST_THREADS
 from lab.errors import USAGE_ERROR, LabError
 
 # ------------------------------------------------------------------------------------------------ demo-examples
@@ -171,7 +172,8 @@ def add_demo_accuracy(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--digits", type=int, default=2000, help="digits to redraw (default: 2000)")
     p.add_argument("--seed", type=int, default=0)
     add_style(p)
-    p.add_argument("--threads", type=int, default=1, help="torch threads, as the demo uses (default: 1)")
+    p.add_argument("--threads", type=int, default=REQUEST_THREADS,
+                   help=f"torch threads, as the demo serves a request (default: {REQUEST_THREADS})")
     p.add_argument("--json", help="also write the results to this JSON file")
     p.add_argument("--figure", help="also save a figure of redrawn digits and the answers (PNG)")
     p.add_argument("--mistakes", help="also save a figure of every digit read wrong: the digit over what the "
@@ -233,7 +235,8 @@ def add_demo_unsure(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--non-digits", type=int, default=1000, help="drawings of each non-digit kind (default: 1000)")
     p.add_argument("--false-alarm", type=float, help="target rate on validation digits (default: 2%%)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1, help="torch threads, as the demo uses (default: 1)")
+    p.add_argument("--threads", type=int, default=REQUEST_THREADS,
+                   help=f"torch threads, as the demo serves a request (default: {REQUEST_THREADS})")
     p.add_argument("--out", help="where to write the JSON (default: unsure.json in the classifier's run folder)")
     add_data_dir(p)
     p.set_defaults(func=cmd_demo_unsure)
